@@ -1,0 +1,276 @@
+"""The structured config schema: every key a run accepts, with its type, default and meaning.
+
+Hydra merges the YAML files of ``conf/`` onto :class:`TrainConfig`, so a misspelt key or a value of
+the wrong type fails at start-up. Value checks that types cannot express (a positive learning rate, a
+data directory that exists) live in :func:`validate_config`, which every entry point calls before any
+work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from ner_experiments.errors import ConfigError
+
+DATASET_SOURCES = ("hub", "files", "sample")
+MODEL_SOURCES = ("hub", "local", "tiny")
+LOGGER_BACKENDS = ("wandb", "tensorboard", "none")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+EVAL_STRATEGIES = ("epoch", "steps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SAMPLING_STRATEGIES = ("random", "group_by_length")
+
+
+@dataclass
+class DatasetConfig:
+    """Where the sentences and their tags come from.
+
+    Every source is read into one contract: splits of ``tokens`` (list of words) and integer ``tags``
+    plus the list of label names (from a ClassLabel feature, or ``label_names`` when declared).
+    """
+
+    name: str = MISSING  # a short name for run names and the model card, e.g. "wikiann_bn"
+    source: str = "hub"  # hub | files | sample
+    # Hub data set id, or a local folder laid out like that Hub repo (parquet files + README configs).
+    path: str | None = None
+    config_name: str | None = None  # Hub config (WikiANN: the language code)
+    language: str | None = None  # ISO code for the model card and widgets, e.g. "bn"
+    revision: str | None = None
+    data_dir: str | None = None  # source=files: folder holding the split files
+    file_format: str = "auto"  # source=files: conll | jsonl | auto (by extension)
+    train_file: str = "train"  # source=files: file name or stem (extension found automatically)
+    validation_file: str = "validation"
+    test_file: str = "test"
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    tokens_column: str = "tokens"
+    tags_column: str = "ner_tags"
+    label_names: list[str] | None = None  # declared label list, when the data has no ClassLabel feature
+    max_train_samples: int | None = None  # take the first N sentences (quick runs, benchmarks)
+    max_eval_samples: int | None = None  # same for validation and test
+    license: str | None = None  # for the model card
+    hub_dataset_id: str | None = None  # the Hub id the card's `datasets:` field names
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the randomly initialised BERT used by ``model=tiny`` (quickstart and tests only)."""
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    intermediate_size: int = 128
+    vocab_size: int = 3000
+    max_position_embeddings: int = 512
+    lowercase: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """The encoder to fine-tune and its tokenizer."""
+
+    name: str = MISSING  # short name for run names, e.g. "mbert_cased"
+    source: str = "hub"  # hub | local | tiny
+    name_or_path: str | None = None  # Hub id (source=hub) or folder (source=local)
+    revision: str = "main"
+    # Longest input in sub-word pieces, special tokens included; longer sentences are split into
+    # overlapping windows. null = the tokenizer's model_max_length, capped at 512.
+    max_length: int | None = None
+    window_stride: int = 128  # pieces of left context a window repeats from the one before it
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and evaluation schedule. ``default`` is the tutorial's recipe."""
+
+    name: str = "default"
+    learning_rate: float = 2e-5
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 16
+    num_train_epochs: float = 7.0
+    max_steps: int = -1  # > 0 overrides num_train_epochs
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.0
+    lr_scheduler_type: str = "linear"
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    eval_strategy: str = "epoch"  # epoch | steps
+    eval_steps: int | None = None  # with eval_strategy=steps
+    logging_steps: int = 50
+    save_total_limit: int = 2  # checkpoints kept for resuming (the best one is always kept)
+    precision: str = "fp32"  # auto | fp32 | bf16 | fp16 ; auto = bf16 where the hardware has it
+    train_sampling: str = "random"  # random | group_by_length
+    pad_to_multiple_of: int | None = None  # 8 pays on GPU tensor cores; costs time on CPU
+    optim: str = "adamw_torch"
+    torch_compile: bool = False
+    dataloader_num_workers: int = 0
+    use_cpu: bool = False  # force CPU even when a GPU is present
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking. ``wandb`` goes offline by itself when no credentials are found."""
+
+    backend: str = "none"  # wandb | tensorboard | none
+    project: str = "ner-experiments"
+    entity: str | None = None
+    run_name: str | None = None  # default: <model>-<dataset>-lr<lr>-ep<epochs>
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    mode: str = "auto"  # auto | online | offline | disabled
+
+
+@dataclass
+class MetricsConfig:
+    """How predictions are scored (seqeval, entity level, at word level)."""
+
+    strict_iob2: bool = False  # seqeval mode="strict", scheme=IOB2
+
+
+@dataclass
+class HubConfig:
+    """Publishing the trained model to the Hugging Face Hub at the end of a run."""
+
+    push: bool = False
+    repo_id: str | None = None
+    private: bool = False
+    dry_run: bool = False  # write the folder that would be uploaded, upload nothing
+    license: str = "apache-2.0"
+    max_retries: int = 3
+
+
+@dataclass
+class OptunaTrialConfig:
+    """Filled in by the Optuna sweeper for each trial, so training can report to the study.
+
+    Training reports the objective at every evaluation to ``trial_number`` of ``study_name`` in
+    ``storage`` and stops when the study's pruner says so.
+    """
+
+    storage: str | None = None
+    study_name: str | None = None
+    trial_number: int | None = None
+    # Where the trial process writes its heartbeat, so a dead trial can be detected and retried.
+    heartbeat_interval: int | None = None
+
+
+@dataclass
+class PathsConfig:
+    """Every directory a run touches."""
+
+    root_dir: str = "."
+    output_dir: str = "outputs"
+    cache_dir: str | None = None  # Hugging Face datasets/model cache; null = the library default
+
+
+@dataclass
+class TrainConfig:
+    """A complete training run: what ``python train.py ...`` composes."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    optuna: OptunaTrialConfig = field(default_factory=OptunaTrialConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    seed: int = 42
+    # First sub-word of a word carries its label (others ignored) unless true: then continuation
+    # pieces get the I- form of the word's tag. Evaluation is at word level either way.
+    label_all_subwords: bool = False
+    # What train.py returns to a sweeper: "<split>.<metric>", e.g. validation.overall_f1.
+    objective: str = "validation.overall_f1"
+    # Continue a crashed or killed run: "true"/"latest" finds the newest unfinished run with the same
+    # overrides under paths.output_dir; or give the run directory itself.
+    resume: str | None = None
+    run_test: bool = True  # evaluate the best model on the test split at the end
+    tags: list[str] = field(default_factory=list)
+    # Free-form notes of where a result comes from (experiment files set it)
+    experiment: str | None = None
+    # Hydra copies these in; not for users to set.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/train.yaml`` can extend it (defaults entry ``train_schema``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not valid: use one of {', '.join(allowed)}")
+
+
+def _positive(key: str, value: float, example: str) -> None:
+    if value is None or value <= 0:
+        raise ConfigError(f"{key}={value} must be greater than 0, e.g. {key}={example}")
+
+
+def validate_config(cfg: DictConfig | TrainConfig) -> None:
+    """Check the values a type cannot check. Raises :class:`ConfigError` naming the key and the fix."""
+    c: Any = cfg
+    _choice("dataset.source", c.dataset.source, DATASET_SOURCES)
+    _choice("model.source", c.model.source, MODEL_SOURCES)
+    _choice("logger.backend", c.logger.backend, LOGGER_BACKENDS)
+    _choice("logger.mode", c.logger.mode, WANDB_MODES)
+    _choice("trainer.eval_strategy", c.trainer.eval_strategy, EVAL_STRATEGIES)
+    _choice("trainer.precision", c.trainer.precision, PRECISIONS)
+    _choice("trainer.train_sampling", c.trainer.train_sampling, SAMPLING_STRATEGIES)
+    _positive("trainer.learning_rate", c.trainer.learning_rate, "2e-5")
+    if c.trainer.max_steps is None or c.trainer.max_steps <= 0:
+        _positive("trainer.num_train_epochs", c.trainer.num_train_epochs, "3")
+    _positive("trainer.per_device_train_batch_size", c.trainer.per_device_train_batch_size, "16")
+    _positive("trainer.per_device_eval_batch_size", c.trainer.per_device_eval_batch_size, "32")
+    _positive("trainer.gradient_accumulation_steps", c.trainer.gradient_accumulation_steps, "1")
+    _positive("trainer.logging_steps", c.trainer.logging_steps, "50")
+    if c.trainer.weight_decay < 0:
+        raise ConfigError(f"trainer.weight_decay={c.trainer.weight_decay} must be >= 0, e.g. 0.01")
+    if not 0 <= c.trainer.warmup_ratio < 1:
+        raise ConfigError(f"trainer.warmup_ratio={c.trainer.warmup_ratio} must be in [0, 1), e.g. 0.1")
+    if c.trainer.eval_strategy == "steps":
+        _positive("trainer.eval_steps", c.trainer.eval_steps, "500")
+    if c.trainer.pad_to_multiple_of is not None:
+        _positive("trainer.pad_to_multiple_of", c.trainer.pad_to_multiple_of, "8")
+    if c.model.max_length is not None and c.model.max_length < 8:
+        raise ConfigError(f"model.max_length={c.model.max_length} is too small: use at least 8, e.g. 512")
+    if c.model.window_stride < 0:
+        raise ConfigError(f"model.window_stride={c.model.window_stride} must be >= 0, e.g. 128")
+    for key in ("max_train_samples", "max_eval_samples"):
+        value = c.dataset[key] if isinstance(c, DictConfig) else getattr(c.dataset, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"dataset.{key}={value} must be > 0 (or null for all sentences)")
+    if c.dataset.source == "hub" and not c.dataset.path:
+        raise ConfigError("dataset.path is not set: give a Hub data set id or a local folder, e.g. dataset=wikiann_bn")
+    if c.dataset.source == "files":
+        if not c.dataset.data_dir:
+            raise ConfigError("dataset.data_dir is not set: dataset=conll_files needs dataset.data_dir=path/to/dir")
+        if not Path(c.dataset.data_dir).is_dir():
+            raise ConfigError(
+                f"dataset.data_dir={c.dataset.data_dir} does not exist: give a folder with train/validation/test files"
+            )
+        _choice("dataset.file_format", c.dataset.file_format, ("auto", "conll", "jsonl"))
+    if c.model.source in ("hub", "local") and not c.model.name_or_path:
+        raise ConfigError(f"model.name_or_path is not set: model.source={c.model.source} needs a Hub id or a folder")
+    if c.model.source == "local" and not Path(c.model.name_or_path).is_dir():
+        raise ConfigError(f"model.name_or_path={c.model.name_or_path} is not a folder: give a saved model directory")
+    split, _, metric = str(c.objective).partition(".")
+    if split not in ("validation", "test") or not metric:
+        raise ConfigError(
+            f"objective={c.objective!r} is not valid: use <validation|test>.<metric>, e.g. validation.overall_f1"
+        )
+    if c.hub.push and not c.hub.repo_id:
+        raise ConfigError("hub.push=true needs hub.repo_id, e.g. hub.repo_id=your-name/bengali-ner")
+
+
+def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python data (for W&B, the model card and saved files)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
