@@ -1,0 +1,188 @@
+"""Word labels → sub-word labels, and long sentences → overlapping windows.
+
+A *feature* is what the model sees: at most ``max_length`` pieces with special tokens. Every word of a
+sentence is *owned* by exactly one feature, which carries the word's index at the word's first piece
+(``word_index``); evaluation reads one prediction per word from there, so scores are at word level
+whatever the tokenizer or alignment option, and no word is dropped by truncation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Window:
+    """Words ``[start, end)`` go into one feature; words ``[own_start, own_end)`` are scored from it."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+
+def plan_windows(piece_counts: Sequence[int], budget: int, stride: int) -> list[Window]:
+    """Split a sentence into windows of at most ``budget`` pieces that overlap by about ``stride`` pieces.
+
+    Each word is owned by the window in which it sits furthest from an edge, so it is predicted with
+    context on both sides. A single word longer than the budget gets a window of its own (its pieces
+    beyond the budget are cut; its first piece, which carries the prediction, is kept).
+    """
+    n = len(piece_counts)
+    if n == 0:
+        return [Window(0, 0, 0, 0)]
+    if sum(piece_counts) <= budget:
+        return [Window(0, n, 0, n)]
+    windows: list[Window] = []
+    start, own_start = 0, 0
+    def fill(first: int) -> int:
+        end, used = first, 0
+        while end < n and (used + piece_counts[end] <= budget or end == first):
+            used += piece_counts[end]
+            end += 1
+        return end
+
+    while True:
+        end = fill(start)
+        if end <= own_start:  # the carried context left no room for the next owned word
+            start = own_start
+            end = fill(start)
+        if end >= n:
+            windows.append(Window(start, n, own_start, n))
+            return windows
+        # The next window starts so that it repeats about `stride` pieces of this one.
+        next_start, carried = end, 0
+        while next_start - 1 > start and carried + piece_counts[next_start - 1] <= stride:
+            next_start -= 1
+            carried += piece_counts[next_start]
+        # Words in the overlap are owned by whichever window they sit further inside.
+        own_end = max(own_start + 1, min(end, (next_start + end + 1) // 2))
+        windows.append(Window(start, end, own_start, own_end))
+        start, own_start = min(next_start, own_end), own_end
+
+
+def align_labels_to_subwords(
+    word_ids: Sequence[int | None],
+    word_tags: Sequence[int],
+    label_all_subwords: bool,
+    continuation_ids: Sequence[int],
+    owned: tuple[int, int] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Labels per piece, and the index of the word whose prediction each piece carries (-1: none).
+
+    The first piece of a word carries the word's tag. Continuation pieces are ignored (-100) unless
+    ``label_all_subwords``, in which case they get the I- form of the tag (``continuation_ids``).
+    Words outside ``owned`` (a window's context) are ignored. Special tokens are always ignored.
+    """
+    lo, hi = owned if owned is not None else (0, len(word_tags))
+    labels: list[int] = []
+    word_index: list[int] = []
+    previous: int | None = None
+    for wid in word_ids:
+        if wid is None or not lo <= wid < hi:
+            labels.append(IGNORE)
+            word_index.append(-1)
+        elif wid != previous:
+            labels.append(int(word_tags[wid]))
+            word_index.append(wid)
+        else:
+            labels.append(int(continuation_ids[word_tags[wid]]) if label_all_subwords else IGNORE)
+            word_index.append(-1)
+        previous = wid
+    return labels, word_index
+
+
+def _pieces_per_word(word_ids: Sequence[int | None], n_words: int) -> np.ndarray:
+    ids = np.array([w for w in word_ids if w is not None], dtype=np.int64)
+    return np.bincount(ids, minlength=n_words) if n_words else np.zeros(0, dtype=np.int64)
+
+
+class FeatureBuilder:
+    """Tokenize sentences in batches and build aligned, windowed features (a ``datasets.map`` function).
+
+    Output columns: ``input_ids``, ``attention_mask`` (+ ``token_type_ids`` where the tokenizer has
+    them), ``labels``, ``word_index``, ``sentence_id``, ``length``, ``was_split``.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int,
+        stride: int,
+        label_all_subwords: bool,
+        continuation_ids: Sequence[int],
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.num_special = tokenizer.num_special_tokens_to_add(pair=False)
+        self.budget = max(1, max_length - self.num_special)
+        self.stride = min(stride, self.budget // 2)
+        self.label_all_subwords = label_all_subwords
+        self.continuation_ids = list(continuation_ids)
+
+    def _tokenize(self, sentences: list[list[str]]) -> Any:
+        return self.tokenizer(sentences, is_split_into_words=True, truncation=False, add_special_tokens=True)
+
+    def _replace_empty_words(self, sentences: list[list[str]], encoding: Any) -> list[list[str]]:
+        """Words the tokenizer turns into nothing (e.g. a lone zero-width space) become the unknown token,
+        so they still get a position and a prediction."""
+        fixed = list(sentences)
+        unk = self.tokenizer.unk_token or "[UNK]"
+        for i, words in enumerate(sentences):
+            present = set(w for w in encoding.word_ids(i) if w is not None)
+            if len(present) != len(words):
+                fixed[i] = [w if j in present else unk for j, w in enumerate(words)]
+        return fixed
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        sentences = [list(tokens) for tokens in batch["tokens"]]
+        tags_batch = batch["tags"]
+        encoding = self._tokenize(sentences)
+        fixed = self._replace_empty_words(sentences, encoding)
+        if fixed != sentences:
+            sentences, encoding = fixed, self._tokenize(fixed)
+
+        out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split")}
+        has_types = "token_type_ids" in encoding
+        if has_types:
+            out["token_type_ids"] = []
+        long_ones: list[tuple[int, list[Window]]] = []
+        for i, words in enumerate(sentences):
+            word_ids = encoding.word_ids(i)
+            if len(word_ids) <= self.max_length:
+                self._emit(out, encoding, i, word_ids, tags_batch[i], indices[i], None, False)
+            else:
+                counts = _pieces_per_word(word_ids, len(words)).tolist()
+                long_ones.append((i, plan_windows(counts, self.budget, self.stride)))
+        if long_ones:
+            slices = [sentences[i][w.start : w.end] for i, windows in long_ones for w in windows]
+            window_enc = self.tokenizer(
+                slices, is_split_into_words=True, truncation=True, max_length=self.max_length
+            )
+            k = 0
+            for i, windows in long_ones:
+                for w in windows:
+                    # word ids inside the window are relative to w.start; shift them back
+                    word_ids = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
+                    self._emit(out, window_enc, k, word_ids, tags_batch[i], indices[i], (w.own_start, w.own_end), True)
+                    k += 1
+        return out
+
+    def _emit(self, out, encoding, row, word_ids, tags, sentence_id, owned, was_split) -> None:
+        labels, word_index = align_labels_to_subwords(word_ids, tags, self.label_all_subwords, self.continuation_ids, owned)
+        ids = encoding["input_ids"][row]
+        out["input_ids"].append(ids)
+        out["attention_mask"].append(encoding["attention_mask"][row])
+        if "token_type_ids" in out:
+            out["token_type_ids"].append(encoding["token_type_ids"][row])
+        out["labels"].append(labels)
+        out["word_index"].append(word_index)
+        out["sentence_id"].append(sentence_id)
+        out["length"].append(len(ids))
+        out["was_split"].append(was_split)

@@ -1,0 +1,122 @@
+"""Experiment tracking: W&B (online, or offline when there are no credentials), TensorBoard, or none.
+
+Each run (each multirun job too) starts and finishes its own W&B run, so trials never land in the
+first trial's run (transformers' WandbCallback only starts a run when none is active).
+"""
+
+from __future__ import annotations
+
+import logging
+import netrc
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ner_experiments.config import LoggerConfig
+
+log = logging.getLogger(__name__)
+
+SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
+
+
+def scrub_secrets(data: Any) -> Any:
+    """A copy of nested config data with values of secret-looking keys removed."""
+    if isinstance(data, dict):
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else scrub_secrets(v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [scrub_secrets(v) for v in data]
+    return data
+
+
+def wandb_credentials_found() -> bool:
+    """True when W&B could log in without asking: WANDB_API_KEY, or an api.wandb.ai entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        rc = netrc.netrc(os.environ.get("NETRC"))
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+    return rc.authenticators(host) is not None
+
+
+def resolve_wandb_mode(cfg: LoggerConfig) -> str:
+    if os.environ.get("WANDB_MODE") in ("offline", "online", "disabled"):
+        return os.environ["WANDB_MODE"]
+    if cfg.mode != "auto":
+        return cfg.mode
+    return "online" if wandb_credentials_found() else "offline"
+
+
+class Tracker:
+    """Starts the configured tracker for one run and tells the Trainer what to report to."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, run_name: str, config: dict[str, Any], is_main: bool) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.run_name = run_name
+        self.config = scrub_secrets(config)
+        self.is_main = is_main
+        self.wandb_run: Any = None
+        self.report_to: list[str] = []
+
+    def start(self) -> None:
+        if self.cfg.backend == "tensorboard":
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(self.run_dir / "tensorboard"))
+            self.report_to = ["tensorboard"]
+        elif self.cfg.backend == "wandb":
+            self._start_wandb()
+
+    def _start_wandb(self) -> None:
+        mode = resolve_wandb_mode(self.cfg)
+        if mode == "disabled":
+            return
+        self.report_to = ["wandb"]
+        if not self.is_main:
+            return
+        import wandb
+
+        os.environ.setdefault("WANDB_LOG_MODEL", "false")
+        os.environ.setdefault("WANDB_WATCH", "false")
+        self.wandb_run = wandb.init(
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            name=self.run_name,
+            group=self.cfg.group,
+            tags=list(self.cfg.tags) or None,
+            config=self.config,
+            dir=str(self.run_dir),
+            mode=mode,
+            reinit="finish_previous",
+        )
+        if mode == "offline":
+            log.warning(
+                "W&B: no credentials found (WANDB_API_KEY or `wandb login`), logging offline to %s. "
+                "Upload it later with: wandb sync %s",
+                self.wandb_run.dir if self.wandb_run else self.run_dir,
+                Path(self.wandb_run.dir).parent if self.wandb_run else self.run_dir / "wandb",
+            )
+
+    @property
+    def url(self) -> str | None:
+        run = self.wandb_run
+        if run is None:
+            return None
+        try:
+            return run.get_url() if not run.settings._offline else None
+        except Exception:
+            return None
+
+    def summary(self, values: dict[str, Any]) -> None:
+        if self.wandb_run is not None:
+            for key, value in values.items():
+                self.wandb_run.summary[key] = value
+
+    def finish(self, failed: bool = False) -> None:
+        """Close the W&B run (called in ``finally``), marking it failed when the run raised."""
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.finish(exit_code=1 if failed else 0)
+            finally:
+                self.wandb_run = None
