@@ -136,13 +136,30 @@ def _format_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None else str(value)
 
 
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{trainer: {learning_rate: x}}`` -> ``{"trainer.learning_rate": x}``.
+
+    A dotted key given on the command line (``++hydra.sweeper.params.trainer.learning_rate=...``)
+    arrives nested; in YAML it is usually written flat. Both mean the same parameter.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat.pop(name, None)
+            flat[name] = value
+    return flat
+
+
 def parse_search_space(params: Mapping[str, Any] | None, extra_overrides: list[str] | None = None) -> SearchSpace:
     """Parse ``hydra.sweeper.params`` (plus sweep-style command-line overrides) into a :class:`SearchSpace`.
 
     Raises :class:`SweepConfigError` with one line naming the key and the fix for unknown syntax, an
     empty ``choice()``, a low bound above the high one or a log scale starting at 0.
     """
-    lines = [f"{key}={_format_value(value)}" for key, value in (params or {}).items()]
+    lines = [f"{key}={_format_value(value)}" for key, value in _flatten(params or {}).items()]
     lines += list(extra_overrides or [])
     parser = OverridesParser.create()
     distributions: dict[str, BaseDistribution] = {}

@@ -68,10 +68,10 @@ def open_storage(
             f"hydra.sweeper.storage={url!r} is not a database URL: use e.g. sqlite:///outputs/optuna/study.db "
             "or postgresql+psycopg://user:password@host:5432/optuna"
         )
-    callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
             return RDBStorage(
                 url,
                 engine_kwargs=_engine_kwargs(url),

@@ -1,0 +1,49 @@
+"""The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper, registered as ``hydra/sweeper=ner_optuna``."""
+
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class SamplerConf:
+    name: str = "tpe"  # tpe | random | grid | cmaes
+    seed: Optional[int] = 42
+    options: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments, e.g. n_startup_trials
+
+
+@dataclass
+class PrunerConf:
+    name: str = "median"  # median | hyperband | successive_halving | none
+    options: Dict[str, Any] = field(default_factory=dict)  # e.g. n_startup_trials, n_warmup_steps
+
+
+@dataclass
+class NerOptunaSweeperConf:
+    _target_: str = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
+    # The study to create or resume; null = the job name (``train``). Re-running resumes it.
+    study_name: Optional[str] = None
+    direction: str = "maximize"  # maximize | minimize (the task function's return value)
+    # SQLAlchemy URL shared by all workers, e.g. postgresql+psycopg://user:pw@host/optuna.
+    # null = sqlite file <storage_dir>/<study_name>.db
+    storage: Optional[str] = None
+    storage_dir: Optional[str] = None  # null = <paths.output_dir>/optuna (or outputs/optuna)
+    n_trials: int = 20  # COMPLETE or PRUNED trials the study should end with
+    n_jobs: int = 1  # trials launched at a time (run in parallel by the joblib/submitit launchers)
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    # Search space and fixed overrides, hydra-optuna-sweeper syntax (see docs/sweeps.md)
+    params: Dict[str, Any] = field(default_factory=dict)
+    heartbeat_interval: Optional[int] = 10  # seconds; null turns dead-trial detection off
+    grace_period: Optional[int] = 60  # a RUNNING trial without a heartbeat for this long is dead
+    max_retry: Optional[int] = 3  # times a dead trial is queued again
+    max_failures: int = 3  # stop the sweep after this many trials raised in one run
+    poll_interval: float = 5.0  # seconds between checks while other workers finish the last trials
+    assign_gpus: bool = True  # joblib launcher: one GPU per parallel trial (CUDA_VISIBLE_DEVICES)
+    plots: bool = True  # PNG plots in the sweep directory
+    wandb_summary: bool = True  # a summary run on W&B when logger.backend=wandb
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="ner_optuna", node=NerOptunaSweeperConf, provider="ner_optuna_sweeper")
