@@ -1,0 +1,189 @@
+"""Scoring a saved model on any configured data set split, exactly as training scores it.
+
+The data set comes from the repo's ``conf/`` composed with Hydra's compose API (``dataset=wikiann_bn
+dataset.max_eval_samples=100``); without a ``dataset=`` override, a model saved by a run is scored on
+its own training data set. Features come from :func:`~ner_experiments.features.build_features` and
+predictions from :func:`~ner_experiments.evaluation.predict_word_labels`, scored with
+:func:`~ner_experiments.metrics.compute_ner_metrics` as :func:`~ner_experiments.evaluation.evaluate_split`
+does (one prediction pass also feeds the confusion matrix). Writes ``metrics.json`` (same shape as a
+training run's), ``confusion_matrix.json`` and ``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ner_experiments.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]  # metrics.json content
+    confusion: dict[str, Any]
+    output_dir: Path
+    table: str
+
+
+def compose_eval_config(overrides: list[str], training_config: DictConfig | None = None) -> DictConfig:
+    """The train config composed from ``conf/`` with Hydra-style overrides.
+
+    Without a ``dataset=<name>`` override, the data set is the model's training data set (when known),
+    with any ``dataset.<key>=value`` overrides applied on top.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ner_experiments.cli import CONFIG_DIR  # importing it registers the schema and resolvers
+    from ner_experiments.config import DatasetConfig
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(
+            f"{bad[0]!r} is not an override: use key=value, e.g. dataset=wikiann_bn or split via --split"
+        )
+    group_set = any(o.lstrip("+~").split("=", 1)[0] == "dataset" for o in overrides)
+    reuse = training_config is not None and "dataset" in training_config and not group_set
+    dataset_keys = [o for o in overrides if o.lstrip("+").startswith("dataset.")]
+    others = [o for o in overrides if not (reuse and o in dataset_keys)]
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="ner-evaluate"):
+            cfg = compose("train", overrides=[*others, "logger=none"])
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"cannot compose the config with {' '.join(overrides) or 'no overrides'}: {first}"
+        ) from None
+    if reuse:
+        assert training_config is not None
+        extra = OmegaConf.from_dotlist([o.lstrip("+").removeprefix("dataset.") for o in dataset_keys])
+        try:
+            dataset = OmegaConf.merge(OmegaConf.structured(DatasetConfig), training_config.dataset, extra)
+        except Exception as err:
+            raise ConfigError(f"invalid dataset override: {str(err).splitlines()[0]}") from None
+        with open_dict(cfg):
+            cfg.dataset = dataset
+    return cfg
+
+
+def default_output_dir(model_ref: str, model_dir: Path | None, cfg: DictConfig, split: str) -> Path:
+    """``<run_dir>/evaluations/<dataset>-<split>`` for a run, else under ``paths.output_dir/evaluations``."""
+    leaf = f"{cfg.dataset.name}-{split}"
+    if model_dir is not None and model_dir.name == "model" and (model_dir.parent / "config.yaml").is_file():
+        return model_dir.parent / "evaluations" / leaf
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_ref.strip("/")).strip("_") or "model"
+    return Path(cfg.paths.output_dir) / "evaluations" / safe / leaf
+
+
+def _gold_in_model_space(
+    gold_ids: list[list[int]], data_labels: list[str], model_labels: list[str], where: str
+) -> list[list[int]]:
+    if data_labels == model_labels:
+        return gold_ids
+    index = {name: i for i, name in enumerate(model_labels)}
+    unknown = sorted(set(data_labels) - set(index))
+    if unknown:
+        raise DataError(
+            f"{where} has labels {unknown} that the model does not predict (model labels: {model_labels}): "
+            "evaluate on a data set with the model's entity types"
+        )
+    remap = [index[name] for name in data_labels]
+    return [[remap[t] for t in tags] for tags in gold_ids]
+
+
+def evaluate_saved_model(
+    model_ref: str,
+    overrides: list[str] | None = None,
+    split: str = "test",
+    output_dir: Path | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> EvaluationResult:
+    """Score a saved model (run dir, model folder or Hub id) on a split of a configured data set."""
+    from ner_experiments.config import validate_config
+    from ner_experiments.data.contract import NerData
+    from ner_experiments.data.readers import load_ner_data
+    from ner_experiments.evaluation import predict_word_labels
+    from ner_experiments.features import build_features, count_split_sentences
+    from ner_experiments.hardware import describe_hardware
+    from ner_experiments.metrics import compute_ner_metrics, format_metrics_table
+    from ner_experiments.publishing.confusion import entity_confusion, plot_confusion
+    from ner_experiments.publishing.predict import load_for_prediction, resolve_model_dir
+    from ner_experiments.run_dirs import write_json_atomic
+
+    if split not in SPLIT_NAMES:
+        raise ConfigError(f"split {split!r} is not valid: use one of {', '.join(SPLIT_NAMES)}")
+    started = time.time()
+    model_dir = resolve_model_dir(model_ref)
+    loaded = load_for_prediction(model_ref, device=device)
+    cfg = compose_eval_config(list(overrides or []), loaded.training_config)
+    validate_config(cfg)
+    data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
+    one = NerData(
+        splits={split: data.splits[split]},
+        label_names=data.label_names,
+        language=data.language,
+        source=data.source,
+    )
+    features = build_features(one, loaded.tokenizer, loaded.max_length, loaded.window_stride, False)[split]
+    gold = _gold_in_model_space(
+        [list(t) for t in data.splits[split]["tags"]], data.label_names, loaded.label_names, data.source
+    )
+    lengths = [len(t) for t in gold]
+    pad_id = getattr(loaded.tokenizer, "pad_token_id", 0) or 0
+    bs = batch_size or int(cfg.trainer.per_device_eval_batch_size)
+    predicted, _ = predict_word_labels(
+        loaded.model, features, lengths, bs, pad_id, None, show_progress, f"evaluate {split}"
+    )
+    names = loaded.label_names
+    gold_tags = [[names[t] for t in tags] for tags in gold]
+    pred_tags = [[names[t] for t in tags] for tags in predicted]
+    # As evaluation.evaluate_split scores a split (kept equal by tests/test_publishing_evaluate.py).
+    metrics = compute_ner_metrics(gold_tags, pred_tags, strict_iob2=bool(cfg.metrics.strict_iob2))
+    was_split = np.asarray(features["was_split"], dtype=bool)
+    metrics.update(
+        num_sentences=len(lengths),
+        num_words=int(sum(lengths)),
+        sentences_split=count_split_sentences(features) if was_split.any() else 0,
+    )
+    confusion = entity_confusion(gold_tags, pred_tags)
+
+    out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        split: metrics,
+        "run": {
+            "model": loaded.source,
+            "dataset": data.source,
+            "dataset_name": cfg.dataset.name,
+            "split": split,
+            "language": data.language,
+            "label_names": names,
+            "max_length": loaded.max_length,
+            "hardware": describe_hardware(),
+            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+            "duration_s": round(time.time() - started, 1),
+            "overrides": list(overrides or []),
+        },
+    }
+    write_json_atomic(out_dir / "metrics.json", results)
+    write_json_atomic(out_dir / "confusion_matrix.json", confusion)
+    title = f"{Path(loaded.source).name if model_dir else loaded.source} on {cfg.dataset.name} {split}"
+    plot_confusion(confusion, out_dir / "confusion_matrix.png", f"entity types: {title}")
+    table = format_metrics_table(f"{split} ({metrics['num_sentences']} sentences, {data.source})", metrics)
+    return EvaluationResult(results, confusion, out_dir, table)
