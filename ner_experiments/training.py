@@ -347,6 +347,8 @@ def _save_outputs(trainer: NerTrainer, tokenizer: Any, ctx: RunContext, cfg: Dic
     trainer.save_model(str(tmp_dir))
     tokenizer.save_pretrained(str(tmp_dir))
     OmegaConf.save(cfg, tmp_dir / "training_config.yaml", resolve=True)
+    # Trainer also pickles its arguments; the published model is safetensors and YAML only.
+    (tmp_dir / "training_args.bin").unlink(missing_ok=True)
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp_dir, model_dir)
 
