@@ -6,7 +6,9 @@ workers) opens the storage with :func:`open_storage`, so they all share one stud
 
 from __future__ import annotations
 
+import random
 import re
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -68,23 +70,29 @@ def open_storage(
             f"hydra.sweeper.storage={url!r} is not a database URL: use e.g. sqlite:///outputs/optuna/study.db "
             "or postgresql+psycopg://user:password@host:5432/optuna"
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
-            return RDBStorage(
-                url,
-                engine_kwargs=_engine_kwargs(url),
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=callback,
-            )
-    except Exception as e:  # sqlalchemy/driver errors: unreachable server, bad credentials, missing driver
-        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-        raise SweepConfigError(
-            f"cannot open the Optuna storage {redact_url(url)}: {reason}. Check that the server is running "
-            "and the URL (driver, user, password, host, port, database) is right; nothing was written"
-        ) from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+                return RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=callback,
+                )
+        except Exception as e:  # sqlalchemy/driver errors: unreachable server, bad credentials, missing driver
+            reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+            if "already exists" in reason and attempt < 4:
+                # Two workers creating the tables of a new storage at once: the other one won; open again.
+                time.sleep(0.5 + random.random())
+                continue
+            break
+    raise SweepConfigError(
+        f"cannot open the Optuna storage {redact_url(url)}: {reason}. Check that the server is running "
+        "and the URL (driver, user, password, host, port, database) is right; nothing was written"
+    )
 
 
 def study_spec(direction: str, space: SearchSpace) -> dict[str, Any]:
@@ -107,15 +115,22 @@ def load_or_create_study(
     incomparable trials. The error says how to pick a new name.
     """
     spec = study_spec(direction, space)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-    except KeyError:
-        study = optuna.create_study(
-            study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
-        )
-        study.set_user_attr(STUDY_SPEC_ATTR, spec)
-        study.set_user_attr("pruner", pruner_spec)
-        return study, False
+    for _ in range(20):
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            try:
+                study = optuna.create_study(
+                    study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+                )
+            except optuna.exceptions.DuplicatedStudyError:
+                continue  # another worker created it a moment ago: load theirs
+            study.set_user_attr(STUDY_SPEC_ATTR, spec)
+            study.set_user_attr("pruner", pruner_spec)
+            return study, False
+        if STUDY_SPEC_ATTR in study.user_attrs or study.trials:
+            break
+        time.sleep(0.25)  # created by another worker that has not stored its spec yet
     existing_direction = study.direction.name.lower()
     new_name_hint = (
         f"pick a new name with hydra.sweeper.study_name=<name> (e.g. {study_name}-v2), "
