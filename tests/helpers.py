@@ -1,7 +1,6 @@
 """Test helpers: small data sets on disk in the layouts the readers accept, and running train.py.
 
-Shared by the unit tests and the end-to-end tests; import as ``from tests.helpers import ...`` or
-``from helpers import ...`` (pytest puts ``tests/`` on the path).
+Shared by the unit tests and the end-to-end tests: ``from tests.helpers import ...``.
 """
 
 from __future__ import annotations

@@ -170,8 +170,9 @@ def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "ner_tags
             row = json.loads(line)
         except json.JSONDecodeError as err:
             raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}): one JSON object per line") from err
-        key = tags_key if tags_key in row else "tags" if "tags" in row else None
-        if not isinstance(row, dict) or tokens_key not in row or key is None:
+        fields = row if isinstance(row, dict) else {}  # a line may hold any JSON value: 5, null, a list
+        key = tags_key if tags_key in fields else "tags" if "tags" in fields else None
+        if key is None or not isinstance(fields.get(tokens_key), list) or not isinstance(fields[key], list):
             raise DataError(f"{path}:{lineno}: expected an object with {tokens_key!r} and {tags_key!r} lists")
         if len(row[tokens_key]) != len(row[key]):
             raise DataError(
