@@ -10,7 +10,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from ner_experiments.config import register_configs
+from ner_experiments.config import register_configs, validate_config
 from ner_experiments.errors import NerExperimentError
 from ner_experiments.run_dirs import register_resolvers
 
@@ -32,9 +32,10 @@ def run_task(cfg: DictConfig) -> float:
     A user error (bad config value, bad data, unreachable model) becomes one line on stderr and exit
     code 2, unless running under a multirun, where it is raised so the sweeper records the failure.
     """
-    from ner_experiments.training import run_training
-
     try:
+        validate_config(cfg)  # fail fast: a bad value is reported before the slow torch/transformers imports
+        from ner_experiments.training import run_training
+
         return run_training(cfg)
     except NerExperimentError as err:
         log.error("%s", err)

@@ -237,7 +237,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     started = time.time()
     set_seed(cfg.seed)
     metrics_path = ctx.run_dir / METRICS_FILE
-    if is_main:
+    if is_main and not ctx.resume_checkpoint:
         OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
 
     data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
@@ -248,6 +248,9 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         data.label_names,
     )
     tokenizer, model = build_tokenizer_and_model(cfg, data, ctx)
+    if is_main and ctx.resume_checkpoint:
+        # Only now that data and labels match the run being resumed: a rejected resume keeps its config.yaml.
+        OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
     max_length = resolve_max_length(cfg.model, tokenizer, model.config)
     features = build_features(data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords)
     sentences_split = {split: _count_split(ds) for split, ds in features.items()}
