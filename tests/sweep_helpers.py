@@ -15,7 +15,9 @@ SWEEP_APP = REPO / "tests" / "sweep_app" / "app.py"
 
 def sweep_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    )
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 
@@ -28,7 +30,12 @@ def run_app(out: Path, *overrides: str, timeout: float = 120) -> subprocess.Comp
     """Run the stand-in app as a multirun with ``overrides``; outputs under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        app_command(out, *overrides), cwd=out, env=sweep_env(), capture_output=True, text=True, timeout=timeout
+        app_command(out, *overrides),
+        cwd=out,
+        env=sweep_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -30,8 +30,15 @@ def test_multirun_completes_and_best_json_matches_storage(tmp_path):
     assert best["best_params"] == study.best_trial.params
     rows = list(csv.DictReader(open(sweep_dir / "trials.csv")))
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
-    assert {"number", "value", "duration_s", "trainer.learning_rate", "trainer.num_train_epochs"} <= set(rows[0])
-    for plot in ("optimization_history", "param_importances", "objective_vs_learning_rate", "objective_vs_num_train_epochs"):
+    assert {"number", "value", "duration_s", "trainer.learning_rate", "trainer.num_train_epochs"} <= set(
+        rows[0]
+    )
+    for plot in (
+        "optimization_history",
+        "param_importances",
+        "objective_vs_learning_rate",
+        "objective_vs_num_train_epochs",
+    ):
         assert (sweep_dir / f"{plot}.png").stat().st_size > 1000, plot
     assert f"best trial {study.best_trial.number}" in proc.stdout
     # Each trial got the study's coordinates and its W&B grouping/naming overrides.
@@ -88,7 +95,10 @@ def test_killed_sweep_is_resumed_and_the_dead_trial_retried(tmp_path):
     overrides = ["hydra.sweeper.n_trials=3", "sim.epoch_seconds=0.05"]
     first = subprocess.Popen(
         app_command(out, *overrides, "sim.hang_trial=1"),
-        cwd=out, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=out,
+        env=sweep_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.time() + 60
@@ -121,7 +131,11 @@ def test_two_workers_share_one_study_on_sqlite(tmp_path):
     workers = [
         subprocess.Popen(
             app_command(tmp_path, *overrides, f"hydra.sweeper.sampler.seed={seed}"),
-            cwd=tmp_path, env=sweep_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+            env=sweep_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for seed in (1, 2)
     ]
@@ -144,12 +158,18 @@ def assert_all_trials_accounted_for(study: optuna.Study, out, n_trials: int) -> 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["++hydra.sweeper.params.trainer.learning_rate='foo(1, 2)'"], "uses an unknown function: use choice("),
+        (
+            ["++hydra.sweeper.params.trainer.learning_rate='foo(1, 2)'"],
+            "uses an unknown function: use choice(",
+        ),
         (["++hydra.sweeper.params.trainer.learning_rate='choice()'"], "choice() is empty"),
         (["trainer.learning_rate=interval(0.1, 0.01)"], "interval has low 0.1 > high 0.01"),
         (["hydra.sweeper.sampler.name=anneal"], "hydra.sweeper.sampler.name='anneal' is not valid"),
         (["hydra.sweeper.pruner.name=patient"], "hydra.sweeper.pruner.name='patient' is not valid"),
-        (["trainer.no_such_key=range(1, 3)"], "do not fit the config: Could not override 'trainer.no_such_key'"),
+        (
+            ["trainer.no_such_key=range(1, 3)"],
+            "do not fit the config: Could not override 'trainer.no_such_key'",
+        ),
         (
             ["hydra.sweeper.storage='postgresql+psycopg://u:secret@127.0.0.1:1/optuna'"],
             "cannot open the Optuna storage postgresql+psycopg://u:***@127.0.0.1:1/optuna",
@@ -171,9 +191,16 @@ def test_study_name_reused_with_other_direction_or_space_is_refused(tmp_path):
     proc = run_app(tmp_path, "hydra.sweeper.direction=minimize")
     assert proc.returncode == 2
     assert "error: study 'app' exists in sqlite" in proc.stderr
-    assert "with direction=maximize, not minimize: pick a new name with hydra.sweeper.study_name=" in proc.stderr
+    assert (
+        "with direction=maximize, not minimize: pick a new name with hydra.sweeper.study_name=" in proc.stderr
+    )
     proc = run_app(tmp_path, "trainer.num_train_epochs=range(1, 9)")
     assert proc.returncode == 2
     assert "different search space (changed: trainer.num_train_epochs)" in proc.stderr
-    proc = run_app(tmp_path, "trainer.num_train_epochs=range(1, 9)", "hydra.sweeper.study_name=app-v2", "hydra.sweeper.n_trials=1")
+    proc = run_app(
+        tmp_path,
+        "trainer.num_train_epochs=range(1, 9)",
+        "hydra.sweeper.study_name=app-v2",
+        "hydra.sweeper.n_trials=1",
+    )
     assert proc.returncode == 0, proc.stderr

@@ -26,14 +26,20 @@ def test_syntax_of_hydra_optuna_sweeper_is_parsed_with_int_and_float_inferred():
     )
     d = space.distributions
     assert d["trainer.learning_rate"] == FloatDistribution(1e-5, 1e-4, log=True)
-    assert d["trainer.num_train_epochs"] == IntDistribution(3, 10)  # both ends included, as hydra-optuna-sweeper
+    assert d["trainer.num_train_epochs"] == IntDistribution(
+        3, 10
+    )  # both ends included, as hydra-optuna-sweeper
     assert d["trainer.per_device_train_batch_size"] == CategoricalDistribution([8, 16, 32])
     assert d["trainer.warmup_ratio"] == FloatDistribution(0.0, 0.2)
     assert d["model.window_stride"] == IntDistribution(16, 128)
     assert d["trainer.max_grad_norm"] == FloatDistribution(0.5, 2.0, step=0.5)
     assert space.fixed == {"trainer.weight_decay": "0.01"}
     overrides = trial_overrides(space, {"trainer.learning_rate": 3e-5, "trainer.num_train_epochs": 4})
-    assert overrides == ["trainer.weight_decay=0.01", "trainer.learning_rate=3e-05", "trainer.num_train_epochs=4"]
+    assert overrides == [
+        "trainer.weight_decay=0.01",
+        "trainer.learning_rate=3e-05",
+        "trainer.num_train_epochs=4",
+    ]
 
 
 def test_command_line_overrides_extend_and_replace_params():
@@ -94,11 +100,18 @@ def test_study_reused_with_other_direction_or_space_is_refused(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     space = parse_search_space({"x": "interval(0.0, 1.0)"})
     nop, spec = optuna.pruners.NopPruner(), {"name": "none", "options": {}}
-    study, resumed = load_or_create_study(storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec)
+    study, resumed = load_or_create_study(
+        storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec
+    )
     assert not resumed
-    _, resumed = load_or_create_study(storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec)
+    _, resumed = load_or_create_study(
+        storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec
+    )
     assert resumed
-    with pytest.raises(SweepConfigError, match="direction=maximize, not minimize: pick a new name with hydra.sweeper.study_name"):
+    with pytest.raises(
+        SweepConfigError,
+        match="direction=maximize, not minimize: pick a new name with hydra.sweeper.study_name",
+    ):
         load_or_create_study(storage, "s", "minimize", space, optuna.samplers.RandomSampler(), nop, spec)
     other = parse_search_space({"x": "interval(0.0, 2.0)"})
     with pytest.raises(SweepConfigError, match=r"different search space \(changed: x\): pick a new name"):

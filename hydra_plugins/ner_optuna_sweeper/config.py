@@ -1,5 +1,9 @@
-"""The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper, registered as ``hydra/sweeper=ner_optuna``."""
+"""The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper, registered as ``hydra/sweeper=ner_optuna``.
 
+OmegaConf reads these annotations at runtime: keep ``typing`` forms and no ``from __future__ import annotations``
+(Hydra's plugin scan loads this module in a way that breaks dataclasses with postponed annotations).
+"""
+# ruff: noqa: UP006, UP035, UP045
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -11,7 +15,9 @@ from hydra.core.config_store import ConfigStore
 class SamplerConf:
     name: str = "tpe"  # tpe | random | grid | cmaes
     seed: Optional[int] = 42
-    options: Dict[str, Any] = field(default_factory=dict)  # extra constructor arguments, e.g. n_startup_trials
+    options: Dict[str, Any] = field(
+        default_factory=dict
+    )  # extra constructor arguments, e.g. n_startup_trials
 
 
 @dataclass
@@ -46,4 +52,6 @@ class NerOptunaSweeperConf:
     wandb_summary: bool = True  # a summary run on W&B when logger.backend=wandb
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="ner_optuna", node=NerOptunaSweeperConf, provider="ner_optuna_sweeper")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="ner_optuna", node=NerOptunaSweeperConf, provider="ner_optuna_sweeper"
+)

@@ -14,7 +14,9 @@ SAMPLERS = ("tpe", "random", "grid", "cmaes")
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 
 
-def _construct(kind: str, name: str, cls: Callable[..., Any], options: Mapping[str, Any], **fixed: Any) -> Any:
+def _construct(
+    kind: str, name: str, cls: Callable[..., Any], options: Mapping[str, Any], **fixed: Any
+) -> Any:
     allowed = [p for p in inspect.signature(cls).parameters if p not in fixed and p not in ("self", "kwargs")]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -25,7 +27,9 @@ def _construct(kind: str, name: str, cls: Callable[..., Any], options: Mapping[s
     try:
         return cls(**fixed, **dict(options))
     except (TypeError, ValueError) as e:
-        raise SweepConfigError(f"hydra.sweeper.{kind} {name} with options {dict(options)} is invalid: {e}") from None
+        raise SweepConfigError(
+            f"hydra.sweeper.{kind} {name} with options {dict(options)} is invalid: {e}"
+        ) from None
 
 
 def build_sampler(
@@ -38,7 +42,9 @@ def build_sampler(
     if name == "random":
         return _construct("sampler", name, optuna.samplers.RandomSampler, options, seed=seed)
     if name == "grid":
-        return _construct("sampler", name, optuna.samplers.GridSampler, options, search_space=space.grid(), seed=seed)
+        return _construct(
+            "sampler", name, optuna.samplers.GridSampler, options, search_space=space.grid(), seed=seed
+        )
     if name == "cmaes":
         try:
             import cmaes  # noqa: F401
@@ -47,7 +53,9 @@ def build_sampler(
                 "hydra.sweeper.sampler.name=cmaes needs the cmaes package: pip install cmaes"
             ) from None
         return _construct("sampler", name, optuna.samplers.CmaEsSampler, options, seed=seed)
-    raise SweepConfigError(f"hydra.sweeper.sampler.name={name!r} is not valid: use one of {', '.join(SAMPLERS)}")
+    raise SweepConfigError(
+        f"hydra.sweeper.sampler.name={name!r} is not valid: use one of {', '.join(SAMPLERS)}"
+    )
 
 
 def build_pruner(name: str, options: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
@@ -63,7 +71,9 @@ def build_pruner(name: str, options: Mapping[str, Any] | None) -> optuna.pruners
         if options:
             raise SweepConfigError("hydra.sweeper.pruner.options must be empty with pruner.name=none")
         return optuna.pruners.NopPruner()
-    raise SweepConfigError(f"hydra.sweeper.pruner.name={name!r} is not valid: use one of {', '.join(PRUNERS)}")
+    raise SweepConfigError(
+        f"hydra.sweeper.pruner.name={name!r} is not valid: use one of {', '.join(PRUNERS)}"
+    )
 
 
 def grid_size(space: SearchSpace) -> int:

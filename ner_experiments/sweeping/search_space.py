@@ -34,7 +34,9 @@ from optuna.distributions import (
 
 from ner_experiments.errors import ConfigError
 
-SYNTAX_HELP = "use choice(a, b, ...), range(low, high[, step]), interval(low, high) or tag(log, interval(low, high))"
+SYNTAX_HELP = (
+    "use choice(a, b, ...), range(low, high[, step]), interval(low, high) or tag(log, interval(low, high))"
+)
 _INT_LITERAL = re.compile(r"^[+-]?\d+$")
 _INTERVAL_ARGS = re.compile(r"interval\(\s*([^,()]+?)\s*,\s*([^,()]+?)\s*\)")
 
@@ -127,7 +129,9 @@ def _distribution(override: Override, raw_value: str) -> BaseDistribution:
         if match and all(_INT_LITERAL.match(b) for b in match.groups()):
             return IntDistribution(int(start), int(end), log=log)
         return FloatDistribution(float(start), float(end), log=log)
-    raise SweepConfigError(f"hydra.sweeper.params.{name}={raw_value} is not a supported search space: {SYNTAX_HELP}")
+    raise SweepConfigError(
+        f"hydra.sweeper.params.{name}={raw_value} is not a supported search space: {SYNTAX_HELP}"
+    )
 
 
 def _format_value(value: Any) -> str:
@@ -153,7 +157,9 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def parse_search_space(params: Mapping[str, Any] | None, extra_overrides: list[str] | None = None) -> SearchSpace:
+def parse_search_space(
+    params: Mapping[str, Any] | None, extra_overrides: list[str] | None = None
+) -> SearchSpace:
     """Parse ``hydra.sweeper.params`` (plus sweep-style command-line overrides) into a :class:`SearchSpace`.
 
     Raises :class:`SweepConfigError` with one line naming the key and the fix for unknown syntax, an
@@ -205,7 +211,9 @@ def format_param(value: Any) -> str:
 
 def trial_overrides(space: SearchSpace, params: Mapping[str, Any]) -> list[str]:
     """The Hydra overrides of one trial: the fixed values, then the sampled ones."""
-    return [f"{k}={v}" for k, v in space.fixed.items()] + [f"{k}={format_param(v)}" for k, v in params.items()]
+    return [f"{k}={v}" for k, v in space.fixed.items()] + [
+        f"{k}={format_param(v)}" for k, v in params.items()
+    ]
 
 
 def short_name(key: str) -> str:

@@ -74,7 +74,9 @@ def open_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                callback = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+                callback = (
+                    RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if heartbeat_interval else None
+                )
                 return RDBStorage(
                     url,
                     engine_kwargs=_engine_kwargs(url),
@@ -82,7 +84,9 @@ def open_storage(
                     grace_period=grace_period,
                     heartbeat_stale_trial_callback=callback,
                 )
-        except Exception as e:  # sqlalchemy/driver errors: unreachable server, bad credentials, missing driver
+        except (
+            Exception
+        ) as e:  # sqlalchemy/driver errors: unreachable server, bad credentials, missing driver
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
             if "already exists" in reason and attempt < 4:
                 # Two workers creating the tables of a new storage at once: the other one won; open again.
@@ -121,7 +125,11 @@ def load_or_create_study(
         except KeyError:
             try:
                 study = optuna.create_study(
-                    study_name=study_name, storage=storage, sampler=sampler, pruner=pruner, direction=direction
+                    study_name=study_name,
+                    storage=storage,
+                    sampler=sampler,
+                    pruner=pruner,
+                    direction=direction,
                 )
             except optuna.exceptions.DuplicatedStudyError:
                 continue  # another worker created it a moment ago: load theirs

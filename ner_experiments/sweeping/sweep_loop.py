@@ -34,7 +34,12 @@ from ner_experiments.sweeping.search_space import (
     short_name,
     trial_overrides,
 )
-from ner_experiments.sweeping.storage import default_storage_url, load_or_create_study, open_storage, redact_url
+from ner_experiments.sweeping.storage import (
+    default_storage_url,
+    load_or_create_study,
+    open_storage,
+    redact_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +71,25 @@ class SweepSettings:
     def check(self) -> None:
         """Raise :class:`SweepConfigError` for a value that cannot work."""
         if self.direction not in DIRECTIONS:
-            raise SweepConfigError(f"hydra.sweeper.direction={self.direction!r} is not valid: use maximize or minimize")
+            raise SweepConfigError(
+                f"hydra.sweeper.direction={self.direction!r} is not valid: use maximize or minimize"
+            )
         for key in ("n_trials", "n_jobs", "max_failures"):
             if int(getattr(self, key)) < 1:
                 raise SweepConfigError(f"hydra.sweeper.{key}={getattr(self, key)} must be >= 1")
         if not self.study_name:
-            raise SweepConfigError("hydra.sweeper.study_name is empty: give a name, e.g. hydra.sweeper.study_name=lr_sweep")
+            raise SweepConfigError(
+                "hydra.sweeper.study_name is empty: give a name, e.g. hydra.sweeper.study_name=lr_sweep"
+            )
         if self.heartbeat_interval is not None and self.heartbeat_interval < 1:
-            raise SweepConfigError("hydra.sweeper.heartbeat_interval must be >= 1 second (or null to turn it off)")
-        if self.heartbeat_interval and self.grace_period is not None and self.grace_period <= self.heartbeat_interval:
+            raise SweepConfigError(
+                "hydra.sweeper.heartbeat_interval must be >= 1 second (or null to turn it off)"
+            )
+        if (
+            self.heartbeat_interval
+            and self.grace_period is not None
+            and self.grace_period <= self.heartbeat_interval
+        ):
             raise SweepConfigError(
                 f"hydra.sweeper.grace_period={self.grace_period} must be longer than heartbeat_interval="
                 f"{self.heartbeat_interval}, e.g. 6 times it"
@@ -136,7 +151,9 @@ class _HeartbeatThread:
 class SweepLoop:
     """Runs one worker of a study: see the module docstring."""
 
-    def __init__(self, settings: SweepSettings, launcher: Any, config: Any, validate_batch: Any = None) -> None:
+    def __init__(
+        self, settings: SweepSettings, launcher: Any, config: Any, validate_batch: Any = None
+    ) -> None:
         self.s = settings
         self.launcher = launcher
         self.config = config
@@ -165,14 +182,19 @@ class SweepLoop:
             if size < self.n_trials:
                 log.info("grid has %d points: n_trials lowered from %d to %d", size, self.n_trials, size)
                 self.n_trials = size
-        self.pruner_spec = {"name": str(s.pruner.get("name", "none")), "options": dict(s.pruner.get("options") or {})}
+        self.pruner_spec = {
+            "name": str(s.pruner.get("name", "none")),
+            "options": dict(s.pruner.get("options") or {}),
+        }
         pruner = build_pruner(self.pruner_spec["name"], self.pruner_spec["options"])
         if self.validate_batch is not None:
             example = {name: _example_value(d) for name, d in self.space.distributions.items()}
             try:
                 self.validate_batch([trial_overrides(self.space, example)])
             except Exception as e:
-                raise SweepConfigError(f"the sweep's overrides do not fit the config: {_one_line(e)}") from None
+                raise SweepConfigError(
+                    f"the sweep's overrides do not fit the config: {_one_line(e)}"
+                ) from None
         if s.storage:
             url, default = str(s.storage), False
         else:
@@ -197,7 +219,7 @@ class SweepLoop:
         log.info(
             "Optuna study %r (%s) in %s: %s, sampler=%s, pruner=%s, n_trials=%d, n_jobs=%d",
             s.study_name,
-            "resumed, %d trials so far" % n_existing if resumed else "new",
+            f"resumed, {n_existing} trials so far" if resumed else "new",
             redact_url(url),
             s.direction,
             self.sampler_name,
@@ -348,8 +370,12 @@ class SweepLoop:
                     time.sleep(s.poll_interval)
                     continue
                 batch = [self._job_overrides(t, i, gpus) for i, t in enumerate(trials)]
-                for t, overrides in zip(trials, batch):
-                    log.info("trial %d: %s", t.number, " ".join(o for o in overrides if not o.startswith(("optuna.", "logger."))))
+                for t, overrides in zip(trials, batch, strict=True):
+                    log.info(
+                        "trial %d: %s",
+                        t.number,
+                        " ".join(o for o in overrides if not o.startswith(("optuna.", "logger."))),
+                    )
                 try:
                     returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
                 except Exception as e:  # the launcher itself failed (e.g. a joblib worker was killed)
@@ -358,7 +384,7 @@ class SweepLoop:
                         beat.remove(t._trial_id)
                     continue
                 self.job_idx += len(batch)
-                for trial, ret in zip(trials, returns):
+                for trial, ret in zip(trials, returns, strict=True):
                     out_dir = _select(getattr(ret, "hydra_cfg", None), "hydra.runtime.output_dir")
                     if out_dir:
                         try:
@@ -385,7 +411,9 @@ class SweepLoop:
             if best
             else "no trial COMPLETE yet"
         )
-        print(f"\nStudy {self.s.study_name!r}:\n{table}\n{best_line}\nResults: {sweep_dir}/trials.csv, best.json")
+        print(
+            f"\nStudy {self.s.study_name!r}:\n{table}\n{best_line}\nResults: {sweep_dir}/trials.csv, best.json"
+        )
         if self.s.wandb_summary and str(_select(self.config, "logger.backend")) == "wandb":
             from ner_experiments.sweeping.wandb_summary import log_sweep_summary
 

@@ -62,7 +62,9 @@ class TrialReporter:
             pruner=build_pruner(spec.get("name", "none"), spec.get("options")),
         )
         self.trial_number = trial_number
-        self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, trial_number)
+        self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(
+            self.study._study_id, trial_number
+        )
         self.trial = optuna.trial.Trial(self.study, self.trial_id)
         self.pruned = False
         self.abandoned = False
@@ -107,7 +109,8 @@ class TrialReporter:
         except optuna.exceptions.UpdateFinishedTrialError:
             self.abandoned = True
             log.warning(
-                "Optuna trial %d was already finished by the study (missed heartbeat?); stopping", self.trial_number
+                "Optuna trial %d was already finished by the study (missed heartbeat?); stopping",
+                self.trial_number,
             )
             return True
         return False
@@ -214,4 +217,10 @@ def raise_if_pruned(callbacks: Any) -> None:
             reporter.raise_if_stopped()
 
 
-__all__ = ["TrialReporter", "TrialAbandoned", "build_trial_callback", "raise_if_pruned", "objective_metric_key"]
+__all__ = [
+    "TrialReporter",
+    "TrialAbandoned",
+    "build_trial_callback",
+    "raise_if_pruned",
+    "objective_metric_key",
+]

@@ -46,7 +46,9 @@ def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary
         rows = trial_rows(study)
         if rows:
             columns = list(rows[0])
-            run.log({"trials": wandb.Table(columns=columns, data=[[_plain(r[c]) for c in columns] for r in rows])})
+            run.log(
+                {"trials": wandb.Table(columns=columns, data=[[_plain(r[c]) for c in columns] for r in rows])}
+            )
         run.summary["best_trial"] = summary["best_trial"]
         run.summary["best_value"] = summary["best_value"]
         for key, value in (summary["best_params"] or {}).items():

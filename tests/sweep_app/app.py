@@ -37,7 +37,9 @@ def main(cfg: DictConfig) -> float:
         raise RuntimeError(f"simulated failure in trial {trial}")
     reporter = None
     if cfg.optuna.storage:
-        reporter = TrialReporter(cfg.optuna.storage, cfg.optuna.study_name, trial, cfg.optuna.heartbeat_interval)
+        reporter = TrialReporter(
+            cfg.optuna.storage, cfg.optuna.study_name, trial, cfg.optuna.heartbeat_interval
+        )
     epochs = int(cfg.trainer.num_train_epochs)
     step = 0
     value = 0.0
