@@ -1,0 +1,89 @@
+"""Evaluating a saved model: the same metrics as training, any configured data set, confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ner_experiments.errors import DataError
+from ner_experiments.publishing.cli import evaluate_main
+from ner_experiments.publishing.confusion import entity_confusion
+from ner_experiments.publishing.evaluate import evaluate_saved_model
+from tests import conftest_publishing as shared
+from tests.helpers import make_conll_dir
+
+tiny_run = shared.tiny_run
+
+
+def test_scores_equal_the_training_runs_test_scores(tiny_run: Path, tmp_path: Path) -> None:
+    result = evaluate_saved_model(str(tiny_run), [], "test", tmp_path / "eval", show_progress=False)
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    assert result.metrics["test"] == trained["test"]  # same features, predictions and scoring as training
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert saved["test"] == trained["test"] and saved["run"]["dataset"] == trained["run"]["dataset"]
+    assert (tmp_path / "eval" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    confusion = json.loads((tmp_path / "eval" / "confusion_matrix.json").read_text())
+    gold_total = sum(sum(row) for row in confusion["matrix"][:-1])
+    assert confusion["labels"][-1] == "none" and gold_total == sum(
+        r["support"] for r in trained["test"]["per_type"].values()
+    )
+    assert "overall" in result.table and "PER" in result.table
+
+
+def test_cli_with_hydra_dataset_overrides(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "en"
+    code = evaluate_main(
+        [
+            "--model",
+            str(tiny_run / "model"),
+            "--split",
+            "validation",
+            "--output-dir",
+            str(out),
+            "dataset=sample",
+            "dataset.language=en",
+            "dataset.max_eval_samples=20",
+        ]
+    )
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["validation"]["num_sentences"] == 20 and metrics["run"]["language"] == "en"
+    assert "validation (20 sentences" in capsys.readouterr().out
+
+
+def test_default_output_dir_is_inside_the_run(tiny_run: Path, tmp_path: Path) -> None:
+    result = evaluate_saved_model(
+        str(tiny_run), ["dataset.max_eval_samples=5"], "validation", show_progress=False
+    )
+    assert result.output_dir == tiny_run / "evaluations" / "sample_bn-validation"
+    assert result.metrics["validation"]["num_sentences"] == 5
+
+
+def test_data_with_labels_the_model_does_not_know(tiny_run: Path, tmp_path: Path) -> None:
+    sentences = [(["Paris", "Jazz", "Festival"], ["B-LOC", "B-MISC", "I-MISC"])]
+    data_dir = make_conll_dir(tmp_path / "data", {s: sentences for s in ("train", "validation", "test")})
+    with pytest.raises(DataError, match="MISC"):
+        evaluate_saved_model(
+            str(tiny_run), ["dataset=conll_files", f"dataset.data_dir={data_dir}"], "test", tmp_path / "o"
+        )
+
+
+def test_cli_errors_are_one_line(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    assert evaluate_main(["--model", str(tiny_run), "dataset=no_such_dataset"]) == 2
+    assert evaluate_main(["--model", str(tmp_path / "missing"), "dataset=sample"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "no_such_dataset" in err[0] and "does not exist" in err[1]
+
+
+def test_entity_confusion_counts_types_misses_and_spurious() -> None:
+    gold = [["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"]]
+    pred = [["B-PER", "I-PER", "O", "B-ORG", "B-LOC", "O"]]
+    confusion = entity_confusion(gold, pred)
+    labels = confusion["labels"]
+    cell = {(r, c): confusion["matrix"][i][j] for i, r in enumerate(labels) for j, c in enumerate(labels)}
+    assert labels == ["LOC", "ORG", "PER", "none"]
+    assert cell[("PER", "PER")] == 1 and cell[("LOC", "ORG")] == 1
+    assert cell[("ORG", "none")] == 1 and cell[("none", "LOC")] == 1
