@@ -56,7 +56,11 @@ def predict_word_labels(
     model.eval()
     columns = [c for c in MODEL_INPUTS if c in features.column_names]
     lengths = np.asarray(features["length"])
-    order = np.argsort(-lengths, kind="stable")[rank::world]
+    order = np.argsort(-lengths, kind="stable")
+    if world > 1:
+        # Shard by sentence, so all windows of a sentence are predicted by one rank.
+        sentence_ids = np.asarray(features["sentence_id"])
+        order = order[sentence_ids[order] % world == rank]
     data = {c: features[c] for c in [*columns, "sentence_id", "word_index"]}
     predicted: dict[int, dict[int, tuple[int, float]]] = {}
     batches = range(0, len(order), batch_size)

@@ -100,8 +100,13 @@ def resolve_max_length(cfg: ModelConfig, tokenizer: Any, model_config: Any | Non
 # --- The tiny model (quickstart and tests) ---------------------------------------------------------
 
 
-def build_tiny_tokenizer(words: Iterable[str], vocab_size: int, lowercase: bool, out_dir: Path) -> BertTokenizerFast:
-    """A WordPiece tokenizer trained on the given words, saved to ``out_dir``."""
+def build_tiny_tokenizer(
+    words: Iterable[str], vocab_size: int, lowercase: bool, out_dir: Path | None = None
+) -> BertTokenizerFast:
+    """A WordPiece tokenizer trained on the given words; saved to ``out_dir`` when one is given.
+
+    Training is deterministic, so every DDP rank builds the same tokenizer and only one needs to save it.
+    """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -111,11 +116,20 @@ def build_tiny_tokenizer(words: Iterable[str], vocab_size: int, lowercase: bool,
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1, show_progress=False)
     tok.train_from_iterator(words, trainer=trainer)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=lowercase, model_max_length=MAX_LENGTH_CAP)
-    fast.save_pretrained(str(out_dir))
-    # Reload through the normal path so the saved files are what the run uses.
-    return AutoTokenizer.from_pretrained(str(out_dir))
+    fast = BertTokenizerFast(
+        tokenizer_object=tok,
+        do_lower_case=lowercase,
+        model_max_length=MAX_LENGTH_CAP,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fast.save_pretrained(str(out_dir))
+    return fast
 
 
 def build_tiny_model(cfg: ModelConfig, tokenizer: Any, label_names: list[str]) -> Any:

@@ -162,13 +162,17 @@ def build_tokenizer_and_model(cfg: DictConfig, data: NerData, ctx: RunContext) -
         _check_resume_labels(ctx.resume_checkpoint, data.label_names)
     if cfg.model.source == "tiny":
         tok_dir = ctx.run_dir / "tiny_tokenizer"
-        if ctx.resume_checkpoint and (tok_dir / "tokenizer.json").is_file():
-            from transformers import AutoTokenizer
+        # WordPiece training breaks ties differently in each process: under DDP rank 0 builds and
+        # saves the tokenizer and the other ranks load that one, so all ranks cut words alike.
+        from accelerate import PartialState
+        from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-        else:
-            words = (w for tokens in data.splits["train"]["tokens"] for w in tokens)
-            tokenizer = build_tiny_tokenizer(words, cfg.model.tiny.vocab_size, cfg.model.tiny.lowercase, tok_dir)
+        with PartialState().main_process_first():
+            reuse = ctx.resume_checkpoint and (tok_dir / "tokenizer.json").is_file()
+            if _is_main_process() and not reuse:
+                words = (w for tokens in data.splits["train"]["tokens"] for w in tokens)
+                build_tiny_tokenizer(words, cfg.model.tiny.vocab_size, cfg.model.tiny.lowercase, tok_dir)
+            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))  # every rank uses the saved files
         model = build_tiny_model(cfg.model, tokenizer, data.label_names)
     else:
         tokenizer = load_tokenizer(cfg.model, cache_dir)
