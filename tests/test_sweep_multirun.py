@@ -204,3 +204,30 @@ def test_study_name_reused_with_other_direction_or_space_is_refused(tmp_path):
         "hydra.sweeper.n_trials=1",
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_parallel_trials_get_one_gpu_each_and_wandb_gets_a_summary_run(tmp_path):
+    env = sweep_env()
+    env["CUDA_VISIBLE_DEVICES"] = "0,1"  # two "GPUs" to hand out; nothing here initialises CUDA
+    tmp_path.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        app_command(
+            tmp_path,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            "hydra.sweeper.n_trials=2",
+            "hydra.sweeper.plots=false",
+            "logger.backend=wandb",
+        ),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert states(load(tmp_path)) == {"COMPLETE": 2}
+    lines = sorted((tmp_path / "trained.log").read_text().splitlines())
+    assert [ln.split()[2] for ln in lines] == ["gpu=0", "gpu=1"]
+    assert len({ln.split()[3] for ln in lines}) == 2  # two processes
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    (run_file,) = sweep_dir.glob("wandb/offline-run-*/*.wandb")
+    data = run_file.read_bytes()
+    assert b"app-summary" in data and b"best_value" in data and b"best_params/trainer.learning_rate" in data

@@ -6,6 +6,7 @@ the trial exactly as training does (:class:`TrialReporter`, which the HF callbac
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -53,7 +54,8 @@ def main(cfg: DictConfig) -> float:
         reporter.finish(step, float(epoch))
         reporter.raise_if_stopped()
     with open(out / "trained.log", "a") as f:
-        f.write(f"{trial} {step} {cfg.logger.run_name} {list(cfg.logger.tags)}\n")
+        gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-")
+        f.write(f"{trial} {step} gpu={gpu} pid={os.getpid()} {cfg.logger.run_name} {list(cfg.logger.tags)}\n")
     return value
 
 

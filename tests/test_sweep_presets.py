@@ -1,0 +1,55 @@
+"""The sweep presets compose with the real train config, and Hydra finds the ner_optuna plugin."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+
+from ner_experiments.cli import CONFIG_DIR
+from ner_experiments.sweeping.search_space import parse_search_space
+
+SWEEPER = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
+
+
+def _compose(*overrides: str):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_hydra_discovers_the_plugin():
+    names = {f"{p.__module__}.{p.__name__}" for p in Plugins.instance().discover(Sweeper)}
+    assert SWEEPER in names
+
+
+def test_lr_epochs_preset_is_the_tutorials_question():
+    sweeper = _compose("sweep=lr_epochs").hydra.sweeper
+    assert sweeper._target_ == SWEEPER
+    assert sweeper.study_name == "lr_epochs-mbert_cased-wikiann_bn"
+    assert sweeper.direction == "maximize" and sweeper.pruner.name == "median"
+    assert sweeper.sampler.name == "tpe" and sweeper.sampler.seed == 42
+    space = parse_search_space(dict(sweeper.params))
+    lr, epochs = space.distributions["trainer.learning_rate"], space.distributions["trainer.num_train_epochs"]
+    assert (lr.low, lr.high, lr.log) == (1e-5, 1e-4, True)
+    assert (epochs.low, epochs.high) == (3, 10)
+
+
+def test_quick_preset_fits_the_quickstart():
+    cfg = _compose("sweep=quick", "experiment=quickstart")
+    assert cfg.hydra.sweeper.study_name == "quick-tiny-sample_bn"
+    assert cfg.hydra.sweeper.n_trials <= 5
+    assert cfg.logger.backend == "none" and cfg.trainer.use_cpu
+
+
+def test_launcher_presets():
+    cfg = _compose("sweep=lr_epochs", "hydra/launcher=local_parallel", "hydra.sweeper.n_jobs=3")
+    assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    assert cfg.hydra.launcher.n_jobs == 3
+    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+        pytest.skip("hydra-submitit-launcher is not installed (pip install -e '.[slurm]')")
+    cfg = _compose("sweep=lr_epochs", "hydra/launcher=slurm_gpu", "hydra.sweeper.n_jobs=8")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 8

@@ -1,0 +1,69 @@
+"""Sweeps of the real train.py (tiny random BERT, shipped sample data, CPU, offline)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.sweep_helpers import REPO, sweep_env
+
+QUICK = "quick-tiny-sample_bn"
+
+
+def run_train_sweep(out, *overrides: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, str(REPO / "train.py"), "-m", "sweep=quick", "experiment=quickstart",
+        f"paths.output_dir={out}", "dataset.max_train_samples=64", "dataset.max_eval_samples=32",
+        "hydra.sweeper.plots=false", *overrides,
+    ]  # fmt: skip
+    return subprocess.run(command, cwd=out, env=sweep_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def load_quick(out) -> optuna.Study:
+    return optuna.load_study(study_name=QUICK, storage=f"sqlite:///{out / 'optuna' / (QUICK + '.db')}")
+
+
+def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_path):
+    proc = run_train_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.num_train_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_quick(tmp_path)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for t in study.trials:
+        assert t.intermediate_values, "training reported no evaluation to its trial"
+        assert t.user_attrs["steps_trained"] == 4  # 64 sentences, batch 16, 1 epoch
+    (best_json,) = tmp_path.glob("multirun/*/*/best.json")  # multirun/<date>/<time>_<model>-<dataset>/
+    sweep_dir = best_json.parent
+    best = json.loads(best_json.read_text())
+    assert best["best_trial"] == study.best_trial.number
+    assert best["best_value"] == pytest.approx(study.best_value)
+    assert (sweep_dir / "trials.csv").is_file()
+    assert "best trial" in proc.stdout and (sweep_dir / "0" / "train.log").is_file()
+
+
+@pytest.mark.slow
+def test_pruned_train_py_trial_trains_fewer_steps(tmp_path):
+    # Seed 6 of the random sampler draws lr 5e-3, 5e-3, then 1e-7: the third trial's token accuracy
+    # after its first epoch is below the median of the first two, so the median pruner stops it there.
+    proc = run_train_sweep(
+        tmp_path,
+        "objective=validation.overall_accuracy",
+        "trainer.num_train_epochs=3",
+        "trainer.learning_rate=choice(0.005, 1e-7)",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.name=random",
+        "hydra.sweeper.sampler.seed=6",
+        "hydra.sweeper.pruner.options.n_startup_trials=1",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_quick(tmp_path)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert len(complete) == 2 and len(pruned) == 1, [(t.state, t.params) for t in study.trials]
+    assert pruned[0].params["trainer.learning_rate"] == 1e-7
+    assert pruned[0].user_attrs["steps_trained"] < min(t.user_attrs["steps_trained"] for t in complete)
