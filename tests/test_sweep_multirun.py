@@ -231,3 +231,27 @@ def test_parallel_trials_get_one_gpu_each_and_wandb_gets_a_summary_run(tmp_path)
     (run_file,) = sweep_dir.glob("wandb/offline-run-*/*.wandb")
     data = run_file.read_bytes()
     assert b"app-summary" in data and b"best_value" in data and b"best_params/trainer.learning_rate" in data
+
+
+def test_grid_sampler_visits_each_point_once_and_lowers_n_trials(tmp_path):
+    proc = run_app(
+        tmp_path,
+        "hydra.sweeper.sampler.name=grid",
+        "trainer.learning_rate=choice(0.001, 0.01)",
+        "trainer.num_train_epochs=range(2, 3)",
+        "hydra.sweeper.n_trials=10",
+        "hydra.sweeper.plots=false",
+    )
+    assert proc.returncode == 0, proc.stderr
+    study = load(tmp_path)
+    assert states(study) == {"COMPLETE": 4}
+    points = {(t.params["trainer.learning_rate"], t.params["trainer.num_train_epochs"]) for t in study.trials}
+    assert points == {(0.001, 2), (0.001, 3), (0.01, 2), (0.01, 3)}
+
+
+def test_sweep_stops_with_a_clear_error_after_max_failures(tmp_path):
+    proc = run_app(tmp_path, "sim.fail_trial=0", "hydra.sweeper.max_failures=1", "hydra.sweeper.plots=false")
+    assert proc.returncode == 2
+    assert "error: the sweep stopped after 1 failed trials (hydra.sweeper.max_failures=1)" in proc.stderr
+    assert "simulated failure in trial 0" in proc.stderr
+    assert states(load(tmp_path)) == {"FAIL": 1}

@@ -311,20 +311,29 @@ class SweepLoop:
             if math.isnan(objective):
                 self._fail(trial, "the task returned NaN")
                 return
-            self.study.tell(trial, objective, skip_if_finished=True)
+            self._study_tell(trial, objective, skip_if_finished=True)
             log.info("trial %d COMPLETE: %s", trial.number, objective)
         elif isinstance(value, optuna.TrialPruned) or type(value).__name__ == "TrialPruned":
-            self.study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+            self._study_tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             log.info("trial %d PRUNED (%s)", trial.number, value)
         else:
             self._fail(trial, f"{type(value).__name__}: {_one_line(value)}")
+
+    def _study_tell(self, trial: Trial, *args: Any, **kwargs: Any) -> None:
+        try:
+            self.study.tell(trial, *args, **kwargs)
+        except RuntimeError as e:
+            # The grid sampler calls study.stop() when the grid is exhausted, which Optuna only
+            # allows inside optimize(); the trial's state is stored before that.
+            if "Study.stop" not in str(e):
+                raise
 
     def _fail(self, trial: Trial, error: str) -> None:
         try:
             self.storage.set_trial_user_attr(trial._trial_id, "error", error[:2000])
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
-        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        self._study_tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         self.failures.append(error)
         log.warning("trial %d FAILED: %s", trial.number, error)
 
