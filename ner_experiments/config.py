@@ -211,7 +211,7 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
 
 
 def _positive(key: str, value: float, example: str) -> None:
-    if value is None or value <= 0:
+    if value is None or not 0 < value < float("inf"):  # also rejects nan, which compares false with anything
         raise ConfigError(f"{key}={value} must be greater than 0, e.g. {key}={example}")
 
 
@@ -232,7 +232,7 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
     _positive("trainer.per_device_eval_batch_size", c.trainer.per_device_eval_batch_size, "32")
     _positive("trainer.gradient_accumulation_steps", c.trainer.gradient_accumulation_steps, "1")
     _positive("trainer.logging_steps", c.trainer.logging_steps, "50")
-    if c.trainer.weight_decay < 0:
+    if not 0 <= c.trainer.weight_decay < float("inf"):
         raise ConfigError(f"trainer.weight_decay={c.trainer.weight_decay} must be >= 0, e.g. 0.01")
     if not 0 <= c.trainer.warmup_ratio < 1:
         raise ConfigError(f"trainer.warmup_ratio={c.trainer.warmup_ratio} must be in [0, 1), e.g. 0.1")

@@ -112,6 +112,9 @@ CASES: dict[str, Case] = {
     "learning_rate_negative": Case(
         ["trainer.learning_rate=-1e-5"], ["trainer.learning_rate=-1e-05", "must be greater than 0"], _files
     ),
+    "learning_rate_nan": Case(
+        ["trainer.learning_rate=nan"], ["trainer.learning_rate=nan", "must be greater than 0"]
+    ),
     "epochs_zero": Case(
         ["trainer.num_train_epochs=0"],
         ["trainer.num_train_epochs=0", "must be greater than 0", "e.g."],
@@ -245,6 +248,38 @@ def _check_one_clear_error(outcome: Outcome, case: Case) -> str:
 def test_bad_input_gives_one_clear_error(outcomes, name):
     case = CASES[name]
     _check_one_clear_error(outcomes[case.same_run_as or name], case)
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["trainer.learning_rate=inf"], "trainer.learning_rate"),
+        (["trainer.learning_rate=-0.0"], "trainer.learning_rate"),
+        (["trainer.num_train_epochs=nan"], "trainer.num_train_epochs"),
+        (["trainer.num_train_epochs=-1"], "trainer.num_train_epochs"),
+        (["trainer.max_steps=0", "trainer.num_train_epochs=0"], "trainer.num_train_epochs"),
+        (["trainer.per_device_train_batch_size=0"], "trainer.per_device_train_batch_size"),
+        (["trainer.weight_decay=nan"], "trainer.weight_decay"),
+        (["trainer.eval_strategy=steps"], "trainer.eval_steps"),
+        (["trainer.precision=fp8"], "trainer.precision"),
+        (["model.max_length=4"], "model.max_length"),
+        (["objective=f1"], "objective"),
+    ],
+)
+def test_bad_values_are_caught_by_validate_config(overrides, key):
+    """The same checks in-process (no start-up cost) for the values the end-to-end cases do not run."""
+    from hydra import compose, initialize_config_dir
+
+    from ner_experiments.cli import CONFIG_DIR
+    from ner_experiments.config import validate_config
+    from ner_experiments.errors import ConfigError
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=quickstart", *overrides])
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    assert str(err.value).startswith(key + "=") or str(err.value).startswith(key + " ")
+    assert "e.g." in str(err.value) or "use " in str(err.value)
 
 
 def test_resume_with_a_different_label_set(outcomes):
