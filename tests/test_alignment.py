@@ -29,6 +29,7 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "ner_experiments" / "sample_d
 
 ZERO_WIDTH_SPACE = "\u200b"
 LONE_COMBINING_MARK = "\u0301"  # a combining acute accent with nothing to combine with
+# (also tested: "" and a lone Bengali hasanta "\u09cd", which the uncased tokenizer strips as a mark)
 LONG_EN_WORD = "Antidisestablishmentarianism"
 LONG_BN_WORD = "প্রতিদ্বন্দ্বিতাপূর্ণ"
 
@@ -264,7 +265,7 @@ def test_a_word_of_many_pieces_gets_the_i_form_on_every_continuation(tokenizer):
         assert [row["word_index"][i] for i in positions[1:]] == [-1] * (len(positions) - 1)
 
 
-@pytest.mark.parametrize("empty", [ZERO_WIDTH_SPACE, LONE_COMBINING_MARK, ZERO_WIDTH_SPACE * 3])
+@pytest.mark.parametrize("empty", [ZERO_WIDTH_SPACE, LONE_COMBINING_MARK, ZERO_WIDTH_SPACE * 3, "", "\u09cd"])
 @pytest.mark.parametrize("all_subwords", [False, True])
 def test_a_word_that_tokenizes_to_nothing_still_gets_one_slot(tokenizer, empty, all_subwords):
     sentences = [

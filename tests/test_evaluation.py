@@ -157,6 +157,20 @@ def test_all_o_predictions_give_the_word_level_accuracy(tokenizer, features):
     )
 
 
+def test_evaluate_split_passes_strict_iob2_through(tokenizer):
+    """A model that tags 'John' I-PER (no B-): the lenient default accepts the entity, strict IOB2 does not."""
+    john = tokenizer([["John"]], is_split_into_words=True)["input_ids"][0][1]
+    sentences = [(["John", "lives", "in", "Paris"], [L["B-PER"], 0, 0, 0])]
+    feats = build_features(_data(sentences), tokenizer, 24, 6, False)["validation"]
+    lookup = _LookupModel({john: L["I-PER"]}, len(tokenizer))
+    gold = [t for _, t in sentences]
+    lenient = evaluate_split(lookup, feats, gold, LABELS, batch_size=4, pad_token_id=0)
+    strict = evaluate_split(lookup, feats, gold, LABELS, batch_size=4, pad_token_id=0, strict_iob2=True)
+    assert lenient["overall_f1"] == 1.0
+    assert strict["overall_f1"] == 0.0
+    assert lenient["overall_accuracy"] == strict["overall_accuracy"] == 0.75
+
+
 # --- compute_ner_metrics against hand-computed seqeval results -------------------------------------
 
 
