@@ -2,7 +2,7 @@
 
 The upload is *staged* first: ``<run_dir>/hub_upload/`` receives exactly the files that go up (the
 safetensors weights, config.json with the label names, tokenizer files, ``training_config.yaml`` and
-the model card as ``README.md``), hard-linked where possible. A dry run (and any push while
+the model card as ``README.md``); the weights are hard-linked where possible, the rest copied. A dry run (and any push while
 ``HF_HUB_OFFLINE`` is set) stops there and lists the folder. Pickled files (``*.bin``, ``*.pt``, ...)
 are never staged.
 
@@ -85,10 +85,14 @@ def hub_is_offline() -> bool:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    """Hard-link the (large) weights, copy everything else, so editing a staged file never edits the run."""
+    if src.suffix == ".safetensors":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    shutil.copy2(src, dst)
 
 
 def check_model_dir(model_dir: Path) -> None:
