@@ -103,10 +103,10 @@ def _distribution(override: Override, raw_value: str) -> BaseDistribution:
                 raise SweepConfigError(
                     f"hydra.sweeper.params.{name}: choice() values must be numbers, strings, booleans or null, got {choice!r}"
                 )
-        return CategoricalDistribution(choices)
+        return CategoricalDistribution(choices)  # type: ignore[arg-type]  # checked above
     if isinstance(value, RangeSweep):
         if value.shuffle:
-            return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+            return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))  # type: ignore[arg-type]
         start, stop = _number(name, value.start), _number(name, value.stop)
         step = _number(name, value.step if value.step is not None else 1)
         _check_bounds(name, start, stop, False, f"range({raw_value.partition('(')[2]}")

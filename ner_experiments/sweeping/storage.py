@@ -88,7 +88,8 @@ def open_storage(
             Exception
         ) as e:  # sqlalchemy/driver errors: unreachable server, bad credentials, missing driver
             reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
-            if "already exists" in reason and attempt < 4:
+            racing = ("already exists", "duplicate key", "UniqueViolation", "UNIQUE constraint")
+            if any(r in reason for r in racing) and attempt < 4:
                 # Two workers creating the tables of a new storage at once: the other one won; open again.
                 time.sleep(0.5 + random.random())
                 continue
@@ -129,7 +130,7 @@ def load_or_create_study(
                     storage=storage,
                     sampler=sampler,
                     pruner=pruner,
-                    direction=direction,
+                    direction=direction,  # type: ignore[arg-type]  # checked: maximize | minimize
                 )
             except optuna.exceptions.DuplicatedStudyError:
                 continue  # another worker created it a moment ago: load theirs

@@ -182,7 +182,7 @@ class SweepLoop:
             if size < self.n_trials:
                 log.info("grid has %d points: n_trials lowered from %d to %d", size, self.n_trials, size)
                 self.n_trials = size
-        self.pruner_spec = {
+        self.pruner_spec: dict[str, Any] = {
             "name": str(s.pruner.get("name", "none")),
             "options": dict(s.pruner.get("options") or {}),
         }
@@ -199,6 +199,9 @@ class SweepLoop:
             url, default = str(s.storage), False
         else:
             url, default = default_storage_url(s.storage_dir, s.study_name), True
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_absolute():
+            # Trials may run in other processes or another working directory: pin the file.
+            url = "sqlite:///" + str(Path(url[len("sqlite:///") :]).resolve())
         self.storage_url = url
         self.storage = open_storage(
             url,
@@ -301,7 +304,7 @@ class SweepLoop:
 
     def _tell(self, trial: Trial, ret: Any) -> None:
         status = getattr(getattr(ret, "status", None), "name", "FAILED")
-        value = getattr(ret, "_return_value", None)
+        value: Any = getattr(ret, "_return_value", None)
         if status == "COMPLETED":
             try:
                 objective = float(value)

@@ -54,13 +54,10 @@ class TrialReporter:
         from ner_experiments.sweeping.storage import open_storage
 
         self.storage = open_storage(storage_url)
-        summary = optuna.load_study(study_name=study_name, storage=self.storage)
-        spec = summary.user_attrs.get("pruner") or {"name": "none", "options": {}}
-        self.study = optuna.load_study(
-            study_name=study_name,
-            storage=self.storage,
-            pruner=build_pruner(spec.get("name", "none"), spec.get("options")),
-        )
+        self.study = optuna.load_study(study_name=study_name, storage=self.storage)
+        # Pruners are not stored by Optuna: the sweeper writes its choice into the study for trials to use.
+        spec = self.study.user_attrs.get("pruner") or {"name": "none", "options": {}}
+        self.study.pruner = build_pruner(spec.get("name", "none"), spec.get("options"))
         self.trial_number = trial_number
         self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             self.study._study_id, trial_number

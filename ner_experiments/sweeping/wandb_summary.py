@@ -38,7 +38,7 @@ def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary
             name=f"{study.study_name}-summary",
             job_type="sweep-summary",
             tags=["sweep", "sweep-summary", study.study_name],
-            mode=_mode(logger.get("mode")),
+            mode=_mode(logger.get("mode")),  # type: ignore[arg-type]
             dir=str(sweep_dir),
             config={"study_name": study.study_name, "direction": summary["direction"]},
             reinit="create_new",
@@ -47,7 +47,11 @@ def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary
         if rows:
             columns = list(rows[0])
             run.log(
-                {"trials": wandb.Table(columns=columns, data=[[_plain(r[c]) for c in columns] for r in rows])}
+                {
+                    "trials": wandb.Table(
+                        columns=list[str | int](columns), data=[[_plain(r[c]) for c in columns] for r in rows]
+                    )
+                }
             )
         run.summary["best_trial"] = summary["best_trial"]
         run.summary["best_value"] = summary["best_value"]
