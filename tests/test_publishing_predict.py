@@ -168,3 +168,23 @@ def test_hub_id_offline_fails_fast_with_a_clear_error(
     message = str(info.value)
     assert "me/bengali-ner" in message and "HF_HUB_OFFLINE=1" in message and "local path" in message
     assert "\n" not in message
+
+
+def test_hub_id_loads_from_a_populated_cache_offline(
+    tiny_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import huggingface_hub.constants
+
+    # The Hub cache layout, filled with the upload folder training staged (hub.dry_run=true).
+    commit = "0" * 40
+    repo = tmp_path / "cache" / "models--me--tiny-ner"
+    shutil.copytree(tiny_run / "hub_upload", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    model = load_for_prediction("me/tiny-ner", cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert model.source == "me/tiny-ner" and model.label_names[1] == "B-PER"
+    assert model.max_length == 64 and model.window_stride == 16  # from the uploaded training_config.yaml
+    [record] = predict_texts(model, [BENGALI])
+    assert record["text"] == BENGALI

@@ -170,6 +170,16 @@ def label_names_of(config: Any, source: str) -> list[str]:
     return [str(n) for n in names]
 
 
+def _hub_training_config(repo_id: str, cache_dir: str | None, revision: str | None) -> Path | None:
+    """The run's ``training_config.yaml`` of a published model (window settings); None when unavailable."""
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(repo_id, "training_config.yaml", revision=revision, cache_dir=cache_dir))
+    except Exception:  # older uploads have none; the defaults below then apply
+        return None
+
+
 def load_for_prediction(
     ref: str, cache_dir: str | None = None, device: str | None = None, revision: str | None = None
 ) -> LoadedModel:
@@ -221,11 +231,16 @@ def load_for_prediction(
     training_config = None
     stride = 128
     max_len_cfg = None
-    if folder is not None and (folder / "training_config.yaml").is_file():
-        training_config = OmegaConf.load(folder / "training_config.yaml")
+    config_file = (
+        folder / "training_config.yaml"
+        if folder is not None
+        else _hub_training_config(ref, cache_dir, revision)
+    )
+    if config_file is not None and config_file.is_file():
+        training_config = OmegaConf.load(config_file)
         stride = int(OmegaConf.select(training_config, "model.window_stride", default=128) or 128)
         max_len_cfg = OmegaConf.select(training_config, "model.max_length", default=None)
-    max_length = resolve_max_length(SimpleNamespace(max_length=max_len_cfg), tokenizer, config)
+    max_length = resolve_max_length(SimpleNamespace(max_length=max_len_cfg), tokenizer, config)  # type: ignore[arg-type]
     target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(target).eval()
     return LoadedModel(model, tokenizer, label_names, max_length, stride, source, training_config)
@@ -252,7 +267,7 @@ def predict_word_tags(
         loaded.tokenizer, loaded.max_length, loaded.window_stride, False, b_to_i_label_ids(loaded.label_names)
     )
     words = [list(sentences[i]) for i in keep]
-    batch = {"tokens": words, "tags": [[0] * len(w) for w in words]}
+    batch: dict[str, list[Any]] = {"tokens": words, "tags": [[0] * len(w) for w in words]}
     features = Dataset.from_dict(builder(batch, list(range(len(words)))))
     pad_id = getattr(loaded.tokenizer, "pad_token_id", 0) or 0
     ids, probs = predict_word_labels(loaded.model, features, [len(w) for w in words], batch_size, pad_id)
