@@ -30,7 +30,14 @@ def load_quick(out) -> optuna.Study:
 
 
 def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_path):
-    proc = run_train_sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.num_train_epochs=1")
+    # Two trials at once in joblib worker processes: they report to the study through its storage.
+    proc = run_train_sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=2",
+        "trainer.num_train_epochs=1",
+        "hydra/launcher=local_parallel",
+        "hydra.sweeper.n_jobs=2",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_quick(tmp_path)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
@@ -43,7 +50,9 @@ def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_pat
     assert best["best_trial"] == study.best_trial.number
     assert best["best_value"] == pytest.approx(study.best_value)
     assert (sweep_dir / "trials.csv").is_file()
-    assert "best trial" in proc.stdout and (sweep_dir / "0" / "train.log").is_file()
+    assert "best trial" in proc.stdout
+    for job in ("0", "1"):  # the trials' run dirs are in the sweep dir, not in one of their own
+        assert (sweep_dir / job / "train.log").is_file()
 
 
 @pytest.mark.slow

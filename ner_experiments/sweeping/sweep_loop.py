@@ -298,6 +298,11 @@ class SweepLoop:
                 f"logger.run_name={_quote(run_name)}",
                 "logger.tags=[" + ",".join(_quote(t) for t in tags) + "]",
             ]
+        sweep_dir = _select(self.config, "hydra.sweep.dir")
+        if sweep_dir:
+            # Pin the directory as resolved here: a time-stamped ${now:...} would be evaluated again
+            # (differently) in a launcher's worker process, scattering trials over several folders.
+            overrides.append(f"hydra.sweep.dir={_quote(str(Path(str(sweep_dir)).resolve()))}")
         if gpus:
             overrides.append(f"++hydra.job.env_set.CUDA_VISIBLE_DEVICES={gpus[slot % len(gpus)]}")
         return overrides
@@ -386,7 +391,11 @@ class SweepLoop:
                     log.info(
                         "trial %d: %s",
                         t.number,
-                        " ".join(o for o in overrides if not o.startswith(("optuna.", "logger."))),
+                        " ".join(
+                            o
+                            for o in overrides
+                            if not o.startswith(("optuna.", "logger.", "hydra.", "++hydra."))
+                        ),
                     )
                 try:
                     returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
