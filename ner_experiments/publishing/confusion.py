@@ -17,10 +17,15 @@ from seqeval.metrics.sequence_labeling import get_entities
 NONE = "none"
 
 
-def entity_confusion(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """``{"labels": [types..., "none"], "matrix": rows = gold, columns = predicted}`` (counts)."""
+def entity_confusion(
+    gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], entity_types: Sequence[str] = ()
+) -> dict[str, Any]:
+    """``{"labels": [types..., "none"], "matrix": rows = gold, columns = predicted}`` (counts).
+
+    ``entity_types`` (e.g. every type the model predicts) get a row and a column even when absent.
+    """
     counts: dict[tuple[str, str], int] = {}
-    types: set[str] = set()
+    types: set[str] = set(entity_types)
     for g_tags, p_tags in zip(gold, predicted, strict=True):
         g = {(s, e): t for t, s, e in get_entities(list(g_tags))}
         p = {(s, e): t for t, s, e in get_entities(list(p_tags))}

@@ -161,7 +161,7 @@ def evaluate_saved_model(
         num_words=int(sum(lengths)),
         sentences_split=count_split_sentences(features) if was_split.any() else 0,
     )
-    confusion = entity_confusion(gold_tags, pred_tags)
+    confusion = entity_confusion(gold_tags, pred_tags, sorted({n[2:] for n in names if n != "O"}))
 
     out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -183,7 +183,10 @@ def evaluate_saved_model(
     }
     write_json_atomic(out_dir / "metrics.json", results)
     write_json_atomic(out_dir / "confusion_matrix.json", confusion)
-    title = f"{Path(loaded.source).name if model_dir else loaded.source} on {cfg.dataset.name} {split}"
+    model_name = loaded.source
+    if model_dir is not None:
+        model_name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    title = f"{model_name} on {cfg.dataset.name} {split}"
     plot_confusion(confusion, out_dir / "confusion_matrix.png", f"entity types: {title}")
     table = format_metrics_table(f"{split} ({metrics['num_sentences']} sentences, {data.source})", metrics)
     return EvaluationResult(results, confusion, out_dir, table)
