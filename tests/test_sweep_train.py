@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -76,3 +77,43 @@ def test_pruned_train_py_trial_trains_fewer_steps(tmp_path):
     assert len(complete) == 2 and len(pruned) == 1, [(t.state, t.params) for t in study.trials]
     assert pruned[0].params["trainer.learning_rate"] == 1e-7
     assert pruned[0].user_attrs["steps_trained"] < min(t.user_attrs["steps_trained"] for t in complete)
+
+
+@pytest.mark.slow
+def test_killed_train_py_sweep_resumes_and_retries_the_dead_trial(tmp_path):
+    overrides = [
+        "hydra.sweeper.n_trials=2",
+        "trainer.num_train_epochs=3",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=5",
+    ]
+    command = [
+        sys.executable, str(REPO / "train.py"), "-m", "sweep=quick", "experiment=quickstart",
+        f"paths.output_dir={tmp_path}", "dataset.max_train_samples=64", "dataset.max_eval_samples=32",
+        "hydra.sweeper.plots=false", *overrides,
+    ]  # fmt: skip
+    sweep = subprocess.Popen(
+        command, cwd=tmp_path, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.time() + 600
+        while True:  # kill it while trial 1 is training (it has reported an evaluation)
+            assert sweep.poll() is None, "the sweep ended before it could be killed"
+            assert time.time() < deadline
+            trials = load_quick(tmp_path).trials if (tmp_path / "optuna").exists() else []
+            if len(trials) == 2 and trials[1].intermediate_values:
+                break
+            time.sleep(0.5)
+    finally:
+        sweep.kill()
+        sweep.wait()
+    assert load_quick(tmp_path).trials[1].state == TrialState.RUNNING
+
+    proc = run_train_sweep(tmp_path, *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = load_quick(tmp_path)
+    assert study.trials[1].state == TrialState.FAIL
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(finished) == 2
+    retry = study.trials[2]
+    assert retry.system_attrs.get("failed_trial") == 1 and retry.params == study.trials[1].params
