@@ -193,10 +193,8 @@ class TrainConfig:
     resume: str | None = None
     run_test: bool = True  # evaluate the best model on the test split at the end
     tags: list[str] = field(default_factory=list)
-    # Free-form notes of where a result comes from (experiment files set it)
+    # The experiment file this run came from (experiment files set it); tags go to W&B with logger.tags.
     experiment: str | None = None
-    # Hydra copies these in; not for users to set.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def register_configs() -> None:

@@ -52,8 +52,17 @@ def resolve_wandb_mode(cfg: LoggerConfig) -> str:
 class Tracker:
     """Starts the configured tracker for one run and tells the Trainer what to report to."""
 
-    def __init__(self, cfg: LoggerConfig, run_dir: Path, run_name: str, config: dict[str, Any], is_main: bool) -> None:
+    def __init__(
+        self,
+        cfg: LoggerConfig,
+        run_dir: Path,
+        run_name: str,
+        config: dict[str, Any],
+        is_main: bool,
+        extra_tags: list[str] | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.tags = list(dict.fromkeys([*cfg.tags, *(extra_tags or [])]))
         self.run_dir = run_dir
         self.run_name = run_name
         self.config = scrub_secrets(config)
@@ -84,7 +93,7 @@ class Tracker:
             entity=self.cfg.entity,
             name=self.run_name,
             group=self.cfg.group,
-            tags=list(self.cfg.tags) or None,
+            tags=self.tags or None,
             config=self.config,
             dir=str(self.run_dir),
             mode=mode,

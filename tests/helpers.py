@@ -120,7 +120,7 @@ def write_hub_layout(
 def run_train(
     *overrides: str,
     cwd: str | os.PathLike | None = None,
-    timeout: float = 300,
+    timeout: float = 900,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python train.py <overrides>`` in a subprocess (offline, no W&B), capturing its output."""

@@ -1,0 +1,1 @@
+"""Data readers and the data contract every source converts into."""
