@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import os
 import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from ner_experiments.config import register_configs, validate_config
+from ner_experiments.config import TrainConfig, register_configs, validate_config
 from ner_experiments.errors import NerExperimentError
 from ner_experiments.run_dirs import register_resolvers
 
@@ -52,10 +57,53 @@ def _in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def make_main(config_dir: Path = CONFIG_DIR):
+def _schema_keys(node: Any) -> list[str] | None:
+    """Field names of a dataclass type, or None when the node takes any key (a dict or a plain value)."""
+    return [f.name for f in dataclasses.fields(node)] if dataclasses.is_dataclass(node) else None
+
+
+def unknown_key_message(override: str) -> str | None:
+    """For ``a.b.c=value``: None if the key exists in the schema, else one line naming the valid keys.
+
+    Hydra itself reports a misspelt key as "Key 'x' not in 'TrainerConfig'" without the keys that do
+    exist; this check runs first and lists them, with the closest match.
+    """
+    if override.startswith(("+", "~", "-")) or "=" not in override:
+        return None
+    key = override.split("=", 1)[0]
+    if key.startswith("hydra") or "/" in key or "." not in key:
+        return None  # Hydra's own keys and config-group choices are checked by Hydra, which lists options
+    node: Any = TrainConfig
+    path: list[str] = []
+    for part in key.split("."):
+        keys = _schema_keys(node)
+        if keys is None:
+            return None
+        if part not in keys:
+            where = ".".join(path) or "the top level"
+            close = difflib.get_close_matches(part, keys, n=1)
+            hint = f"did you mean {'.'.join([*path, close[0]])}? " if close else ""
+            return f"unknown config key {key!r}: {hint}valid keys under {where}: {', '.join(keys)}"
+        path.append(part)
+        hints = typing.get_type_hints(node)
+        node = hints[part]
+    return None
+
+
+def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:
     if not (config_dir / "train.yaml").is_file():
         raise SystemExit(f"error: no configs at {config_dir}: install the project with `pip install -e .` from its checkout")
-    return hydra.main(config_path=str(config_dir), config_name="train", version_base="1.3")(run_task)
+    hydra_main = hydra.main(config_path=str(config_dir), config_name="train", version_base="1.3")(run_task)
+
+    def main() -> Any:
+        for arg in sys.argv[1:]:
+            message = unknown_key_message(arg)
+            if message:
+                print(f"error: {message}", file=sys.stderr)
+                sys.exit(2)
+        return hydra_main()
+
+    return main
 
 
 def train_main() -> None:

@@ -55,7 +55,7 @@ def launch_time_resolver(fmt: str) -> str:
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("ner_now"):
-        OmegaConf.register_new_resolver("ner_now", launch_time_resolver)
+        OmegaConf.register_new_resolver("ner_now", launch_time_resolver, use_cache=True)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
