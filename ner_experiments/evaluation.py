@@ -16,6 +16,7 @@ import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
 
+from ner_experiments.features import count_split_sentences, read_columns
 from ner_experiments.metrics import compute_ner_metrics
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -55,13 +56,14 @@ def predict_word_labels(
     was_training = model.training
     model.eval()
     columns = [c for c in MODEL_INPUTS if c in features.column_names]
-    lengths = np.asarray(features["length"])
+    # Whole columns in one Arrow conversion: indexing a Dataset column row by row is slow.
+    data = read_columns(features, [*columns, "sentence_id", "word_index", "length"])
+    lengths = np.asarray(data.pop("length"), dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     if world > 1:
         # Shard by sentence, so all windows of a sentence are predicted by one rank.
-        sentence_ids = np.asarray(features["sentence_id"])
+        sentence_ids = np.asarray(data["sentence_id"], dtype=np.int64)
         order = order[sentence_ids[order] % world == rank]
-    data = {c: features[c] for c in [*columns, "sentence_id", "word_index"]}
     predicted: dict[int, dict[int, tuple[int, float]]] = {}
     batches = range(0, len(order), batch_size)
     for start in tqdm(batches, desc=description, disable=not show_progress or rank != 0, leave=False):
@@ -121,7 +123,6 @@ def evaluate_split(
     gold = [[label_names[t] for t in tags] for tags in gold_tag_ids]
     pred = [[label_names[t] for t in tags] for tags in predicted]
     metrics = compute_ner_metrics(gold, pred, strict_iob2=strict_iob2)
-    was_split = np.asarray(features["was_split"], dtype=bool)
-    split_sentences = len(set(np.asarray(features["sentence_id"])[was_split].tolist())) if was_split.any() else 0
+    split_sentences = count_split_sentences(features)
     metrics.update(num_sentences=len(lengths), num_words=int(sum(lengths)), sentences_split=split_sentences)
     return metrics

@@ -3,15 +3,149 @@
 from __future__ import annotations
 
 import logging
+from itertools import chain
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 
-from ner_experiments.alignment import FeatureBuilder
+from ner_experiments.alignment import IGNORE, FeatureBuilder, plan_windows
 from ner_experiments.data.contract import NerData
 from ner_experiments.labels import b_to_i_label_ids
 
 log = logging.getLogger(__name__)
+
+
+class BatchFeatureBuilder(FeatureBuilder):
+    """:class:`FeatureBuilder` that aligns a whole batch at once with numpy (same output, row for row).
+
+    Sentences that fit ``max_length`` are aligned in one vectorised pass over the batch's ``word_ids``;
+    long sentences (windows) and batches with words the tokenizer drops fall back to the per-sentence
+    code, which is rare. On short-sentence data sets the Python per-piece loop was as costly as the
+    Rust tokenizer itself.
+    """
+
+    def __call__(self, batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+        sentences = [list(tokens) for tokens in batch["tokens"]]
+        tags_batch = batch["tags"]
+        n = len(sentences)
+        if n == 0:
+            return super().__call__(batch, indices)
+        encoding = self._tokenize(sentences)
+        word_ids = [encoding.word_ids(i) for i in range(n)]
+        n_words = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=n)
+        row_len = np.fromiter((len(w) for w in word_ids), dtype=np.int64, count=n)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(row_len, out=offsets[1:])
+        # None (special tokens) becomes NaN, so the whole batch is one float array.
+        flat = np.array(list(chain.from_iterable(word_ids)), dtype=np.float64)
+        valid = ~np.isnan(flat)
+        wid = np.where(valid, flat, -1).astype(np.int64)
+        previous = np.empty_like(wid)
+        previous[1:] = wid[:-1]
+        previous[offsets[:-1][row_len > 0]] = -2  # a row's first piece never continues the row before
+        first = valid & (wid != previous)
+        row_of_piece = np.repeat(np.arange(n), row_len)
+        words_present = np.bincount(row_of_piece[first], minlength=n)
+        if np.any(words_present != n_words):
+            # A word tokenized to nothing: the per-sentence path replaces it by the unknown token.
+            return super().__call__(batch, indices)
+
+        word_offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(n_words, out=word_offsets[1:])
+        tags_flat = np.fromiter(chain.from_iterable(tags_batch), dtype=np.int64, count=int(word_offsets[-1]))
+        if tags_flat.size:
+            piece_tag = tags_flat[np.where(valid, word_offsets[row_of_piece] + wid, 0)]
+        else:
+            piece_tag = np.zeros(len(wid), dtype=np.int64)
+        labels = np.full(len(wid), IGNORE, dtype=np.int64)
+        labels[first] = piece_tag[first]
+        if self.label_all_subwords:
+            continuation = valid & ~first
+            labels[continuation] = np.asarray(self.continuation_ids, dtype=np.int64)[piece_tag[continuation]]
+        word_index = np.where(first, wid, -1)
+
+        out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split")}
+        has_types = "token_type_ids" in encoding
+        if has_types:
+            out["token_type_ids"] = []
+        labels_list, word_index_list, bounds = labels.tolist(), word_index.tolist(), offsets.tolist()
+        fits = (row_len <= self.max_length).tolist()
+        input_ids, attention = encoding["input_ids"], encoding["attention_mask"]
+        types = encoding["token_type_ids"] if has_types else None
+        for i in range(n):
+            if not fits[i]:
+                continue
+            lo, hi = bounds[i], bounds[i + 1]
+            out["input_ids"].append(input_ids[i])
+            out["attention_mask"].append(attention[i])
+            if types is not None:
+                out["token_type_ids"].append(types[i])
+            out["labels"].append(labels_list[lo:hi])
+            out["word_index"].append(word_index_list[lo:hi])
+            out["sentence_id"].append(indices[i])
+            out["length"].append(hi - lo)
+            out["was_split"].append(False)
+        long_rows = [i for i in range(n) if not fits[i]]
+        if long_rows:
+            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows)
+        return out
+
+    def _emit_windows(self, out, sentences, tags_batch, indices, word_ids, rows) -> None:
+        """Sentences longer than ``max_length``: overlapping windows, as :class:`FeatureBuilder` builds them."""
+        planned = []
+        for i in rows:
+            counts = np.bincount([w for w in word_ids[i] if w is not None], minlength=len(sentences[i])).tolist()
+            planned.append((i, plan_windows(counts, self.budget, self.stride)))
+        slices = [sentences[i][w.start : w.end] for i, windows in planned for w in windows]
+        window_enc = self.tokenizer(slices, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        k = 0
+        for i, windows in planned:
+            for w in windows:
+                shifted = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
+                self._emit(out, window_enc, k, shifted, tags_batch[i], indices[i], (w.own_start, w.own_end), True)
+                k += 1
+
+
+def build_split_features(
+    ds: Dataset,
+    tokenizer: Any,
+    max_length: int,
+    stride: int,
+    label_all_subwords: bool,
+    continuation_ids: list[int],
+    split: str,
+    num_proc: int | None = None,
+    cache_file_name: str | None = None,
+    fingerprint: str | None = None,
+) -> Dataset:
+    """Tokenized, aligned and windowed features of one split (``cache_file_name``: where map writes them)."""
+    builder = BatchFeatureBuilder(tokenizer, max_length, stride, label_all_subwords, continuation_ids)
+    kwargs: dict[str, Any] = {}
+    if cache_file_name is not None:
+        kwargs.update(cache_file_name=cache_file_name, new_fingerprint=fingerprint, load_from_cache_file=True)
+    return ds.map(
+        builder,
+        batched=True,
+        batch_size=1000,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        num_proc=num_proc,
+        desc=f"tokenize {split}",
+        **kwargs,
+    )
+
+
+def log_split_sentences(split: str, features: Dataset, n_sentences: int, max_length: int) -> None:
+    n_split = count_split_sentences(features)
+    if n_split:
+        log.info(
+            "%s: %d of %d sentences are longer than %d pieces and were split into overlapping windows",
+            split,
+            n_split,
+            n_sentences,
+            max_length,
+        )
 
 
 def build_features(
@@ -25,36 +159,26 @@ def build_features(
     """Tokenized, aligned and windowed features per split.
 
     Only training features follow ``label_all_subwords``; evaluation features always label first pieces,
-    because evaluation reads one prediction per word from there.
+    because evaluation reads one prediction per word from there. :func:`ner_experiments.feature_cache.
+    build_features_cached` is the same with the result cached on disk.
     """
     continuation = b_to_i_label_ids(data.label_names)
     features: dict[str, Dataset] = {}
     for split, ds in data.splits.items():
-        builder = FeatureBuilder(
-            tokenizer, max_length, stride, label_all_subwords and split == "train", continuation
+        features[split] = build_split_features(
+            ds, tokenizer, max_length, stride, label_all_subwords and split == "train", continuation, split, num_proc
         )
-        features[split] = ds.map(
-            builder,
-            batched=True,
-            batch_size=1000,
-            with_indices=True,
-            remove_columns=ds.column_names,
-            num_proc=num_proc,
-            desc=f"tokenize {split}",
-        )
-        n_split = count_split_sentences(features[split])
-        if n_split:
-            log.info(
-                "%s: %d of %d sentences are longer than %d pieces and were split into overlapping windows",
-                split,
-                n_split,
-                len(ds),
-                max_length,
-            )
+        log_split_sentences(split, features[split], len(ds), max_length)
     return features
+
+
+def read_columns(ds: Dataset, names: list[str]) -> dict[str, list]:
+    """Whole columns as Python lists, in one Arrow conversion (``ds[name]`` iterates row by row)."""
+    table = ds.select_columns(names).with_format("arrow")[:]
+    return {name: table.column(name).to_pylist() for name in names}
 
 
 def count_split_sentences(features: Dataset) -> int:
     """How many sentences were split into more than one window."""
-    ids = [sid for sid, split in zip(features["sentence_id"], features["was_split"], strict=True) if split]
-    return len(set(ids))
+    cols = read_columns(features, ["sentence_id", "was_split"])
+    return len({sid for sid, split in zip(cols["sentence_id"], cols["was_split"], strict=True) if split})

@@ -41,3 +41,35 @@ def describe_hardware() -> str:
         names = {torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
         return f"{torch.cuda.device_count()} x {', '.join(sorted(names))}"
     return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def configure_torch_for_speed(use_cpu: bool = False) -> dict[str, object]:
+    """TF32 matmuls on Ampere+ GPUs, and CPU threads split between the processes of this machine.
+
+    TF32 keeps fp32 weights and only rounds matmul inputs (10-bit mantissa): the usual setting for
+    fine-tuning. On CPU, torch uses one thread per core by default; under ``torchrun`` with several
+    processes that oversubscribes the cores, so each process gets its share unless ``OMP_NUM_THREADS`` is set.
+    """
+    settings: dict[str, object] = {}
+    if torch.cuda.is_available() and not use_cpu:
+        if torch.cuda.get_device_capability()[0] >= 8:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            settings["tf32"] = True
+    elif "OMP_NUM_THREADS" not in os.environ:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        local_procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        threads = max(1, min(torch.get_num_threads(), cores // local_procs))
+        torch.set_num_threads(threads)
+        settings["cpu_threads"] = threads
+    return settings
+
+
+def effective_pad_to_multiple_of(requested: int | None, use_cpu: bool = False) -> int | None:
+    """Padding to a multiple of 8 feeds GPU tensor cores; on a CPU it only adds padding, so it is dropped."""
+    if requested and torch.cuda.is_available() and not use_cpu:
+        return requested
+    return None

@@ -28,11 +28,18 @@ from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
 from ner_experiments.errors import ConfigError
 from ner_experiments.evaluation import evaluate_split
-from ner_experiments.features import build_features
-from ner_experiments.hardware import describe_hardware, resolve_precision
+from ner_experiments.feature_cache import build_features_cached
+from ner_experiments.features import read_columns
+from ner_experiments.hardware import (
+    configure_torch_for_speed,
+    describe_hardware,
+    effective_pad_to_multiple_of,
+    resolve_precision,
+)
 from ner_experiments.metrics import format_metrics_table
 from ner_experiments.modeling import build_tiny_model, build_tiny_tokenizer, load_model, load_tokenizer, resolve_max_length
 from ner_experiments.run_dirs import CHECKPOINTS_DIR, METRICS_FILE, find_run_to_resume, latest_checkpoint, write_json_atomic
+from ner_experiments.throughput import CountingCollator, TrainThroughputCallback
 from ner_experiments.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -67,6 +74,9 @@ class NerTrainer(Trainer):
         self.strict_iob2 = strict_iob2
         self.autocast_dtype = autocast_dtype
         self.last_eval: dict[str, Any] = {}
+        # global step -> (metrics, seconds) of each validation pass in this process, so the best
+        # checkpoint's scores are not computed a second time after training.
+        self.eval_history: dict[int, tuple[dict[str, Any], float]] = {}
 
     def score(self, split: str, show_progress: bool = True) -> dict[str, Any]:
         eval_set = self.eval_sets[split]
@@ -88,11 +98,26 @@ class NerTrainer(Trainer):
         start = time.perf_counter()
         metrics = self.score("validation")
         self.last_eval = metrics
+        seconds = time.perf_counter() - start
+        self.eval_history[self.state.global_step] = (metrics, seconds)
         flat = flatten_metrics(metrics, metric_key_prefix)
-        flat[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 4)
+        flat[f"{metric_key_prefix}_runtime"] = round(seconds, 4)
         self.log(flat)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, flat)
         return flat
+
+
+    def score_best_validation(self) -> tuple[dict[str, Any], float]:
+        """Validation metrics of the model training ended with (the best checkpoint), and the seconds the
+        pass took: reused from the evaluation that chose it when this process ran it, else computed."""
+        best = self.state.best_model_checkpoint
+        step = int(str(best).rsplit("-", 1)[-1]) if best else self.state.global_step
+        if step in self.eval_history:
+            metrics, seconds = self.eval_history[step]
+            return dict(metrics), seconds
+        start = time.perf_counter()
+        metrics = self.score("validation")
+        return metrics, time.perf_counter() - start
 
 
 def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
@@ -240,6 +265,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     is_main = _is_main_process()
     started = time.time()
     set_seed(cfg.seed)
+    speed_settings = configure_torch_for_speed(cfg.trainer.use_cpu)
     metrics_path = ctx.run_dir / METRICS_FILE
     if is_main and not ctx.resume_checkpoint:
         OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
@@ -256,10 +282,12 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         # Only now that data and labels match the run being resumed: a rejected resume keeps its config.yaml.
         OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
     max_length = resolve_max_length(cfg.model, tokenizer, model.config)
-    features = build_features(data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords)
+    features, feature_report = build_features_cached(
+        data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.paths.cache_dir
+    )
     sentences_split = {split: _count_split(ds) for split, ds in features.items()}
     eval_sets = {
-        split: EvalSet(features[split], [list(t) for t in data.splits[split]["tags"]])
+        split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
         for split in ("validation", "test")
     }
     train_features = features["train"].select_columns([c for c in TRAIN_COLUMNS if c in features["train"].column_names])
@@ -273,14 +301,20 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         precision = resolve_precision(cfg.trainer.precision, cfg.trainer.use_cpu)
         autocast = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else None
         callbacks = _sweep_callbacks(cfg)
+        collator = CountingCollator(
+            DataCollatorForTokenClassification(
+                tokenizer, pad_to_multiple_of=effective_pad_to_multiple_of(cfg.trainer.pad_to_multiple_of, cfg.trainer.use_cpu)
+            )
+        )
+        throughput = TrainThroughputCallback(collator)
         trainer = NerTrainer(
             model=model,
             args=args,
             train_dataset=train_features,
             eval_dataset=eval_sets["validation"].features,  # scored by NerTrainer.evaluate, at word level
-            data_collator=DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=cfg.trainer.pad_to_multiple_of),
+            data_collator=collator,
             processing_class=tokenizer,
-            callbacks=callbacks,
+            callbacks=[*callbacks, throughput],
             eval_sets=eval_sets,
             label_names=data.label_names,
             strict_iob2=cfg.metrics.strict_iob2,
@@ -289,9 +323,13 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         train_output = trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
         _raise_if_pruned(callbacks)
 
-        results: dict[str, Any] = {"validation": trainer.score("validation")}
+        validation, validation_s = trainer.score_best_validation()
+        results: dict[str, Any] = {"validation": validation}
+        eval_seconds = {"validation": round(validation_s, 3)}
         if cfg.run_test:
+            test_start = time.perf_counter()
             results["test"] = trainer.score("test")
+            eval_seconds["test"] = round(time.perf_counter() - test_start, 3)
         for split in results:
             results[split]["sentences_split"] = sentences_split[split]
         value = objective_value(cfg.objective, results)
@@ -304,6 +342,12 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "num_sentences": len(data.splits["train"]),
             "sentences_split": sentences_split["train"],
+        }
+        results["speed"] = {
+            "features": feature_report.as_dict(),
+            "train": throughput.summary(),
+            "eval_seconds": eval_seconds,
+            "torch_settings": speed_settings,
         }
         results["run"] = {
             "run_dir": str(ctx.run_dir),

