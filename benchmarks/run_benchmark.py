@@ -168,6 +168,12 @@ def format_table(r: dict) -> str:
         "sentences; their cut words count as predicted O. (b) windows long sentences and predicts every word. "
         f"(b) precision: {b['precision']}. Load average before/after: {r['load_average']}."
     )
+    busy = max(r["load_average"]) > 1.5 * (os.cpu_count() or 1)
+    if busy:
+        lines.append(
+            f"WARNING: other processes used the CPU during this run (load average {r['load_average']} on "
+            f"{os.cpu_count()} cores): (a) and (b) did not get the same machine; rerun on an idle machine."
+        )
     return "\n".join(lines)
 
 

@@ -119,11 +119,11 @@ def main() -> None:
         predictions, labels = p
         predictions = np.argmax(predictions, axis=2)
         true_predictions = [
-            [label_list[p] for (p, l) in zip(prediction, label, strict=True) if l != -100]
+            [label_list[p] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741 (the tutorial's code)
             for prediction, label in zip(predictions, labels, strict=True)
         ]
         true_labels = [
-            [label_list[l] for (p, l) in zip(prediction, label, strict=True) if l != -100]
+            [label_list[l] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741
             for prediction, label in zip(predictions, labels, strict=True)
         ]
         m = compute_ner_metrics(true_labels, true_predictions)
