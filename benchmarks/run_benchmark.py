@@ -39,7 +39,9 @@ def default_model() -> str:
 def cpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        name = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+        name = next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")
+        )
     except (OSError, subprocess.CalledProcessError, StopIteration):
         name = platform.processor() or platform.machine()
     from ner_experiments.hardware import cpu_has_fast_bf16
@@ -96,9 +98,26 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
     recipe_json = work / "recipe.json"
     load_before = load_average()
     wall_a, rss_a = run_child(
-        [py, "benchmarks/tutorial_recipe.py", "--model", args.model, "--dataset", name, "--data-dir", data_dir,
-         "--train-samples", str(n_train), "--eval-samples", str(n_eval), "--epochs", str(args.epochs),
-         "--output-dir", str(work / "recipe_run"), "--out", str(recipe_json)],
+        [
+            py,
+            "benchmarks/tutorial_recipe.py",
+            "--model",
+            args.model,
+            "--dataset",
+            name,
+            "--data-dir",
+            data_dir,
+            "--train-samples",
+            str(n_train),
+            "--eval-samples",
+            str(n_eval),
+            "--epochs",
+            str(args.epochs),
+            "--output-dir",
+            str(work / "recipe_run"),
+            "--out",
+            str(recipe_json),
+        ],
         work / "recipe.log",
     )
     recipe = json.loads(recipe_json.read_text())
@@ -106,24 +125,38 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
     run_dir = work / "fast_run"
     overrides = [
         *[o.format(dir=data_dir) for o in DATA[name]],
-        "model=local", f"model.name_or_path={args.model}", f"trainer={args.trainer}", "logger=none",
-        f"trainer.num_train_epochs={args.epochs}", f"dataset.max_train_samples={n_train}",
-        f"dataset.max_eval_samples={n_eval}", f"paths.cache_dir={cache_dir}", f"paths.output_dir={work}",
-        f"hydra.run.dir={run_dir}", "seed=42",
+        "model=local",
+        f"model.name_or_path={args.model}",
+        f"trainer={args.trainer}",
+        "logger=none",
+        f"trainer.num_train_epochs={args.epochs}",
+        f"dataset.max_train_samples={n_train}",
+        f"dataset.max_eval_samples={n_eval}",
+        f"paths.cache_dir={cache_dir}",
+        f"paths.output_dir={work}",
+        f"hydra.run.dir={run_dir}",
+        "seed=42",
     ]
     wall_b, rss_b = run_child([py, "train.py", *overrides], work / "fast.log")
     fast = json.loads((run_dir / "metrics.json").read_text())
     cached = cached_feature_seconds(overrides, cache_dir)
     load_after = load_average()
     return {
-        "dataset": name, "train_sentences": n_train, "eval_sentences": n_eval, "epochs": args.epochs,
+        "dataset": name,
+        "train_sentences": n_train,
+        "eval_sentences": n_eval,
+        "epochs": args.epochs,
         "recipe": {**recipe, "wall_seconds": round(wall_a, 1), "peak_rss_mib": round(rss_a)},
         "fast": {
-            "preprocessing": fast["speed"]["features"], "preprocessing_cached": cached,
-            "train": fast["speed"]["train"], "eval_seconds": fast["speed"]["eval_seconds"],
+            "preprocessing": fast["speed"]["features"],
+            "preprocessing_cached": cached,
+            "train": fast["speed"]["train"],
+            "eval_seconds": fast["speed"]["eval_seconds"],
             "validation": {"overall_f1": fast["validation"]["overall_f1"]},
             "test": {"overall_f1": fast["test"]["overall_f1"]},
-            "precision": fast["run"]["precision"], "wall_seconds": round(wall_b, 1), "peak_rss_mib": round(rss_b),
+            "precision": fast["run"]["precision"],
+            "wall_seconds": round(wall_b, 1),
+            "peak_rss_mib": round(rss_b),
         },
         "load_average": [round(load_before, 2), round(load_after, 2)],
     }
@@ -136,14 +169,28 @@ def _ratio(b, a):
 def format_table(r: dict) -> str:
     a, b = r["recipe"], r["fast"]
     rows = [
-        ("preprocessing, sentences/s (first run)", a["preprocessing"]["sentences_per_second"],
-         b["preprocessing"]["sentences_per_second"]),
-        ("preprocessing, sentences/s (cached rerun)", a["preprocessing"]["sentences_per_second"],
-         b["preprocessing_cached"]["sentences_per_second"]),
+        (
+            "preprocessing, sentences/s (first run)",
+            a["preprocessing"]["sentences_per_second"],
+            b["preprocessing"]["sentences_per_second"],
+        ),
+        (
+            "preprocessing, sentences/s (cached rerun)",
+            a["preprocessing"]["sentences_per_second"],
+            b["preprocessing_cached"]["sentences_per_second"],
+        ),
         ("training samples/s", a["train"]["samples_per_second"], b["train"]["samples_per_second"]),
-        ("training real tokens/s", a["train"]["real_tokens_per_second"], b["train"]["real_tokens_per_second"]),
+        (
+            "training real tokens/s",
+            a["train"]["real_tokens_per_second"],
+            b["train"]["real_tokens_per_second"],
+        ),
         ("padding fraction", a["train"]["padding_fraction"], b["train"]["padding_fraction"]),
-        ("eval seconds (validation, one pass)", a["eval_seconds"]["validation"], b["eval_seconds"]["validation"]),
+        (
+            "eval seconds (validation, one pass)",
+            a["eval_seconds"]["validation"],
+            b["eval_seconds"]["validation"],
+        ),
         ("peak RSS MiB", a["peak_rss_mib"], b["peak_rss_mib"]),
         ("validation F1 (word level)", a["validation"]["overall_f1"], b["validation"]["overall_f1"]),
         ("test F1 (word level)", a["test"]["overall_f1"], b["test"]["overall_f1"]),
@@ -179,7 +226,9 @@ def format_table(r: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", default="wikiann,bengali-news", help="comma-separated: wikiann, bengali-news")
+    p.add_argument(
+        "--datasets", default="wikiann,bengali-news", help="comma-separated: wikiann, bengali-news"
+    )
     p.add_argument("--wikiann-dir", default=str(ROOT.parent / "shared/data/wikiann"))
     p.add_argument("--bengali-dir", default=str(ROOT.parent / "shared/data/bengali-news"))
     p.add_argument("--wikiann-train", type=int, default=3000)
@@ -194,10 +243,17 @@ def main() -> None:
     args.model = args.model or default_model()
     out = Path(args.out or ROOT / "benchmarks/results" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     out.mkdir(parents=True, exist_ok=True)
-    sizes = {"wikiann": (args.wikiann_dir, args.wikiann_train, args.wikiann_eval),
-             "bengali-news": (args.bengali_dir, args.bengali_train, args.bengali_eval)}
-    results = {"command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]), "machine": cpu_model(),
-               "date": datetime.now().isoformat(timespec="minutes"), "model": args.model, "datasets": []}
+    sizes = {
+        "wikiann": (args.wikiann_dir, args.wikiann_train, args.wikiann_eval),
+        "bengali-news": (args.bengali_dir, args.bengali_train, args.bengali_eval),
+    }
+    results = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": cpu_model(),
+        "date": datetime.now().isoformat(timespec="minutes"),
+        "model": args.model,
+        "datasets": [],
+    }
     for name in args.datasets.split(","):
         data_dir, n_train, n_eval = sizes[name.strip()]
         results["datasets"].append(bench_dataset(name.strip(), data_dir, n_train, n_eval, args, out))

@@ -91,7 +91,8 @@ def main() -> None:
 
     start = time.perf_counter()
     tokenized = {
-        k: ds.map(tokenize_and_align_labels, batched=True, load_from_cache_file=False) for k, ds in splits.items()
+        k: ds.map(tokenize_and_align_labels, batched=True, load_from_cache_file=False)
+        for k, ds in splits.items()
     }
     prep_seconds = time.perf_counter() - start
     n_sentences = sum(len(ds) for ds in splits.values())
@@ -152,7 +153,9 @@ def main() -> None:
         output = trainer.predict(tokenized[split])
         predicted_ids = np.argmax(output.predictions, axis=2)
         gold, pred, truncated = [], [], 0
-        for i, (words, tags) in enumerate(zip(splits[split]["tokens"], splits[split]["ner_tags"], strict=True)):
+        for i, (words, tags) in enumerate(
+            zip(splits[split]["tokens"], splits[split]["ner_tags"], strict=True)
+        ):
             word_ids = tokenizer(list(words), truncation=True, is_split_into_words=True).word_ids()
             labels = ["O"] * len(words)
             seen = set()

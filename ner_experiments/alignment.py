@@ -41,6 +41,7 @@ def plan_windows(piece_counts: Sequence[int], budget: int, stride: int) -> list[
         return [Window(0, n, 0, n)]
     windows: list[Window] = []
     start, own_start = 0, 0
+
     def fill(first: int) -> int:
         end, used = first, 0
         while end < n and (used + piece_counts[end] <= budget or end == first):
@@ -148,7 +149,18 @@ class FeatureBuilder:
         if fixed != sentences:
             sentences, encoding = fixed, self._tokenize(fixed)
 
-        out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split")}
+        out: dict[str, list] = {
+            k: []
+            for k in (
+                "input_ids",
+                "attention_mask",
+                "labels",
+                "word_index",
+                "sentence_id",
+                "length",
+                "was_split",
+            )
+        }
         has_types = "token_type_ids" in encoding
         if has_types:
             out["token_type_ids"] = []
@@ -170,12 +182,23 @@ class FeatureBuilder:
                 for w in windows:
                     # word ids inside the window are relative to w.start; shift them back
                     word_ids = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
-                    self._emit(out, window_enc, k, word_ids, tags_batch[i], indices[i], (w.own_start, w.own_end), True)
+                    self._emit(
+                        out,
+                        window_enc,
+                        k,
+                        word_ids,
+                        tags_batch[i],
+                        indices[i],
+                        (w.own_start, w.own_end),
+                        True,
+                    )
                     k += 1
         return out
 
     def _emit(self, out, encoding, row, word_ids, tags, sentence_id, owned, was_split) -> None:
-        labels, word_index = align_labels_to_subwords(word_ids, tags, self.label_all_subwords, self.continuation_ids, owned)
+        labels, word_index = align_labels_to_subwords(
+            word_ids, tags, self.label_all_subwords, self.continuation_ids, owned
+        )
         ids = encoding["input_ids"][row]
         out["input_ids"].append(ids)
         out["attention_mask"].append(encoding["attention_mask"][row])

@@ -92,7 +92,9 @@ def unknown_key_message(override: str) -> str | None:
 
 def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:
     if not (config_dir / "train.yaml").is_file():
-        raise SystemExit(f"error: no configs at {config_dir}: install the project with `pip install -e .` from its checkout")
+        raise SystemExit(
+            f"error: no configs at {config_dir}: install the project with `pip install -e .` from its checkout"
+        )
     hydra_main = hydra.main(config_path=str(config_dir), config_name="train", version_base="1.3")(run_task)
 
     def main() -> Any:

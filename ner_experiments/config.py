@@ -247,19 +247,27 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
         if value is not None and value <= 0:
             raise ConfigError(f"dataset.{key}={value} must be > 0 (or null for all sentences)")
     if c.dataset.source == "hub" and not c.dataset.path:
-        raise ConfigError("dataset.path is not set: give a Hub data set id or a local folder, e.g. dataset=wikiann_bn")
+        raise ConfigError(
+            "dataset.path is not set: give a Hub data set id or a local folder, e.g. dataset=wikiann_bn"
+        )
     if c.dataset.source == "files":
         if not c.dataset.data_dir:
-            raise ConfigError("dataset.data_dir is not set: dataset=conll_files needs dataset.data_dir=path/to/dir")
+            raise ConfigError(
+                "dataset.data_dir is not set: dataset=conll_files needs dataset.data_dir=path/to/dir"
+            )
         if not Path(c.dataset.data_dir).is_dir():
             raise ConfigError(
                 f"dataset.data_dir={c.dataset.data_dir} does not exist: give a folder with train/validation/test files"
             )
         _choice("dataset.file_format", c.dataset.file_format, ("auto", "conll", "jsonl"))
     if c.model.source in ("hub", "local") and not c.model.name_or_path:
-        raise ConfigError(f"model.name_or_path is not set: model.source={c.model.source} needs a Hub id or a folder")
+        raise ConfigError(
+            f"model.name_or_path is not set: model.source={c.model.source} needs a Hub id or a folder"
+        )
     if c.model.source == "local" and not Path(c.model.name_or_path).is_dir():
-        raise ConfigError(f"model.name_or_path={c.model.name_or_path} is not a folder: give a saved model directory")
+        raise ConfigError(
+            f"model.name_or_path={c.model.name_or_path} is not a folder: give a saved model directory"
+        )
     split, _, metric = str(c.objective).partition(".")
     if split not in ("validation", "test") or not metric:
         raise ConfigError(

@@ -97,7 +97,9 @@ def predict_word_labels(
         words = predicted.get(sid, {})
         if len(words) != n_words:
             missing = sorted(set(range(n_words)) - set(words))[:5]
-            raise RuntimeError(f"sentence {sid}: no prediction for words {missing}; this is a bug in windowing")
+            raise RuntimeError(
+                f"sentence {sid}: no prediction for words {missing}; this is a bug in windowing"
+            )
         labels.append([words[w][0] for w in range(n_words)])
         scores.append([words[w][1] for w in range(n_words)])
     return labels, scores

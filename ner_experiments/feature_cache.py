@@ -118,7 +118,12 @@ def features_fingerprint(
         "datasets": datasets.__version__,
     }
     h = hashlib.sha256()
-    for part in (tokenizer_hash, json.dumps(options, sort_keys=True), _code_fingerprint(), data_fingerprint(ds)):
+    for part in (
+        tokenizer_hash,
+        json.dumps(options, sort_keys=True),
+        _code_fingerprint(),
+        data_fingerprint(ds),
+    ):
         h.update(part.encode())
     return h.hexdigest()[:32]
 
@@ -148,7 +153,9 @@ def build_features_cached(
     for split, ds in data.splits.items():
         all_subwords = label_all_subwords and split == "train"
         if folder is None:
-            out[split] = build_split_features(ds, tokenizer, max_length, stride, all_subwords, continuation, split)
+            out[split] = build_split_features(
+                ds, tokenizer, max_length, stride, all_subwords, continuation, split
+            )
             report.splits[split] = "uncached"
         else:
             key = features_fingerprint(ds, tok_hash, max_length, stride, all_subwords, data.label_names)
@@ -158,8 +165,15 @@ def build_features_cached(
                 out[split] = Dataset.from_file(str(path))
             else:
                 out[split] = build_split_features(
-                    ds, tokenizer, max_length, stride, all_subwords, continuation, split,
-                    cache_file_name=str(path), fingerprint=key,
+                    ds,
+                    tokenizer,
+                    max_length,
+                    stride,
+                    all_subwords,
+                    continuation,
+                    split,
+                    cache_file_name=str(path),
+                    fingerprint=key,
                 )
             report.splits[split] = "hit" if hit else "miss"
         report.sentences += len(ds)

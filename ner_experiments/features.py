@@ -65,7 +65,18 @@ class BatchFeatureBuilder(FeatureBuilder):
             labels[continuation] = np.asarray(self.continuation_ids, dtype=np.int64)[piece_tag[continuation]]
         word_index = np.where(first, wid, -1)
 
-        out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split")}
+        out: dict[str, list] = {
+            k: []
+            for k in (
+                "input_ids",
+                "attention_mask",
+                "labels",
+                "word_index",
+                "sentence_id",
+                "length",
+                "was_split",
+            )
+        }
         has_types = "token_type_ids" in encoding
         if has_types:
             out["token_type_ids"] = []
@@ -95,15 +106,21 @@ class BatchFeatureBuilder(FeatureBuilder):
         """Sentences longer than ``max_length``: overlapping windows, as :class:`FeatureBuilder` builds them."""
         planned = []
         for i in rows:
-            counts = np.bincount([w for w in word_ids[i] if w is not None], minlength=len(sentences[i])).tolist()
+            counts = np.bincount(
+                [w for w in word_ids[i] if w is not None], minlength=len(sentences[i])
+            ).tolist()
             planned.append((i, plan_windows(counts, self.budget, self.stride)))
         slices = [sentences[i][w.start : w.end] for i, windows in planned for w in windows]
-        window_enc = self.tokenizer(slices, is_split_into_words=True, truncation=True, max_length=self.max_length)
+        window_enc = self.tokenizer(
+            slices, is_split_into_words=True, truncation=True, max_length=self.max_length
+        )
         k = 0
         for i, windows in planned:
             for w in windows:
                 shifted = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
-                self._emit(out, window_enc, k, shifted, tags_batch[i], indices[i], (w.own_start, w.own_end), True)
+                self._emit(
+                    out, window_enc, k, shifted, tags_batch[i], indices[i], (w.own_start, w.own_end), True
+                )
                 k += 1
 
 
@@ -166,7 +183,14 @@ def build_features(
     features: dict[str, Dataset] = {}
     for split, ds in data.splits.items():
         features[split] = build_split_features(
-            ds, tokenizer, max_length, stride, label_all_subwords and split == "train", continuation, split, num_proc
+            ds,
+            tokenizer,
+            max_length,
+            stride,
+            label_all_subwords and split == "train",
+            continuation,
+            split,
+            num_proc,
         )
         log_split_sentences(split, features[split], len(ds), max_length)
     return features

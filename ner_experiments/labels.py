@@ -48,4 +48,6 @@ def b_to_i_label_ids(label_names: Sequence[str]) -> list[int]:
     every other label maps to itself. If the label set lacks ``I-X``, ``B-X`` keeps its id.
     """
     index = {name: i for i, name in enumerate(label_names)}
-    return [index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)]
+    return [
+        index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)
+    ]

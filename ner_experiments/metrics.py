@@ -48,7 +48,9 @@ def format_metrics_table(title: str, metrics: dict[str, Any]) -> str:
     total = 0
     for name, row in sorted(metrics.get("per_type", {}).items()):
         total += row["support"]
-        lines.append(f"{name:<16}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10d}")
+        lines.append(
+            f"{name:<16}{row['precision']:>10.4f}{row['recall']:>10.4f}{row['f1']:>10.4f}{row['support']:>10d}"
+        )
     lines.append(
         f"{'overall':<16}{metrics['overall_precision']:>10.4f}{metrics['overall_recall']:>10.4f}"
         f"{metrics['overall_f1']:>10.4f}{total:>10d}"

@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, BertTokenizerFast
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertTokenizerFast,
+)
 
 from ner_experiments.config import ModelConfig
 from ner_experiments.errors import ModelLoadError
@@ -19,7 +25,13 @@ from ner_experiments.offline import is_network_error, offline_advice
 log = logging.getLogger(__name__)
 
 MAX_LENGTH_CAP = 512
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "tokenizer_config.json", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "sentencepiece.bpe.model",
+    "tokenizer_config.json",
+    "spiece.model",
+)
 
 
 def load_tokenizer(cfg: ModelConfig, cache_dir: str | None = None) -> Any:
@@ -34,7 +46,9 @@ def load_tokenizer(cfg: ModelConfig, cache_dir: str | None = None) -> Any:
             )
     tokenizer = _from_pretrained(AutoTokenizer, source, cfg, cache_dir, "tokenizer", use_fast=True)
     if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"{source}: only a slow tokenizer is available; a fast (Rust) tokenizer is needed to map words")
+        raise ModelLoadError(
+            f"{source}: only a slow tokenizer is available; a fast (Rust) tokenizer is needed to map words"
+        )
     return tokenizer
 
 
@@ -46,7 +60,14 @@ def load_model(
     label2id = {name: i for i, name in id2label.items()}
     source = checkpoint or str(cfg.name_or_path)
     config = _from_pretrained(
-        AutoConfig, source, cfg, cache_dir, "config", num_labels=len(label_names), id2label=id2label, label2id=label2id
+        AutoConfig,
+        source,
+        cfg,
+        cache_dir,
+        "config",
+        num_labels=len(label_names),
+        id2label=id2label,
+        label2id=label2id,
     )
     return _from_pretrained(
         AutoModelForTokenClassification,
@@ -60,7 +81,9 @@ def load_model(
     )
 
 
-def _from_pretrained(cls: Any, source: str, cfg: ModelConfig, cache_dir: str | None, what: str, **kwargs: Any) -> Any:
+def _from_pretrained(
+    cls: Any, source: str, cfg: ModelConfig, cache_dir: str | None, what: str, **kwargs: Any
+) -> Any:
     is_folder = Path(source).is_dir()
     try:
         return cls.from_pretrained(
@@ -90,7 +113,9 @@ def resolve_max_length(cfg: ModelConfig, tokenizer: Any, model_config: Any | Non
     positions = getattr(model_config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         # RoBERTa-style models reserve two positions for the padding offset.
-        offset = 2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        offset = (
+            2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        )
         limits.append(positions - offset)
     if cfg.max_length is not None:
         return min([cfg.max_length, *limits[1:]]) if len(limits) > 1 else cfg.max_length
@@ -114,7 +139,9 @@ def build_tiny_tokenizer(
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=False, clean_text=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, min_frequency=1, show_progress=False)
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=special, min_frequency=1, show_progress=False
+    )
     tok.train_from_iterator(words, trainer=trainer)
     fast = BertTokenizerFast(
         tokenizer_object=tok,
@@ -146,5 +173,7 @@ def build_tiny_model(cfg: ModelConfig, tokenizer: Any, label_names: list[str]) -
         id2label=dict(enumerate(label_names)),
         label2id={name: i for i, name in enumerate(label_names)},
     )
-    log.warning("model=tiny: a small RANDOMLY INITIALISED BERT (for the quickstart and tests; its scores mean little)")
+    log.warning(
+        "model=tiny: a small RANDOMLY INITIALISED BERT (for the quickstart and tests; its scores mean little)"
+    )
     return AutoModelForTokenClassification.from_config(config)

@@ -36,7 +36,11 @@ def is_network_error(err: BaseException) -> bool:
 
 def offline_advice(kind: str) -> str:
     """What to do when a ``kind`` ("model" or "dataset") cannot be downloaded."""
-    key = "model=local model.name_or_path=path/to/model" if kind == "model" else "dataset.path=path/to/local/copy"
+    key = (
+        "model=local model.name_or_path=path/to/model"
+        if kind == "model"
+        else "dataset.path=path/to/local/copy"
+    )
     return (
         f"Use a local copy ({key}), a populated Hugging Face cache with HF_HUB_OFFLINE=1, "
         "or try the offline demo: python train.py experiment=quickstart"

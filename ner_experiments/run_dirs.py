@@ -29,7 +29,10 @@ def _shared_launch_time() -> datetime:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return datetime.now()
     tag = os.environ.get("TORCHELASTIC_RUN_ID", "none")
-    marker = Path(os.environ.get("TMPDIR", "/tmp")) / f"ner-experiments-launch-{socket.gethostname()}-{os.getppid()}-{tag}"
+    marker = (
+        Path(os.environ.get("TMPDIR", "/tmp"))
+        / f"ner-experiments-launch-{socket.gethostname()}-{os.getppid()}-{tag}"
+    )
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         stamp = datetime.now()
@@ -96,9 +99,13 @@ def find_run_to_resume(resume: str, output_dir: Path, overrides: list[str]) -> P
         return max(candidates, key=lambda p: latest_checkpoint(p).stat().st_mtime)  # type: ignore[union-attr]
     run_dir = Path(resume)
     if not run_dir.is_dir():
-        raise ConfigError(f"resume={resume}: no such run directory: give outputs/<date>/<time>_<name> or resume=true")
+        raise ConfigError(
+            f"resume={resume}: no such run directory: give outputs/<date>/<time>_<name> or resume=true"
+        )
     if latest_checkpoint(run_dir) is None:
-        raise ConfigError(f"resume={resume}: the run has no checkpoint to continue from (checkpoints/checkpoint-*)")
+        raise ConfigError(
+            f"resume={resume}: the run has no checkpoint to continue from (checkpoints/checkpoint-*)"
+        )
     return run_dir
 
 

@@ -37,8 +37,20 @@ from ner_experiments.hardware import (
     resolve_precision,
 )
 from ner_experiments.metrics import format_metrics_table
-from ner_experiments.modeling import build_tiny_model, build_tiny_tokenizer, load_model, load_tokenizer, resolve_max_length
-from ner_experiments.run_dirs import CHECKPOINTS_DIR, METRICS_FILE, find_run_to_resume, latest_checkpoint, write_json_atomic
+from ner_experiments.modeling import (
+    build_tiny_model,
+    build_tiny_tokenizer,
+    load_model,
+    load_tokenizer,
+    resolve_max_length,
+)
+from ner_experiments.run_dirs import (
+    CHECKPOINTS_DIR,
+    METRICS_FILE,
+    find_run_to_resume,
+    latest_checkpoint,
+    write_json_atomic,
+)
 from ner_experiments.throughput import CountingCollator, TrainThroughputCallback
 from ner_experiments.tracking import Tracker
 
@@ -66,8 +78,15 @@ class RunContext:
 class NerTrainer(Trainer):
     """A Trainer whose evaluation scores at word level (seqeval) from our features, not sub-word logits."""
 
-    def __init__(self, *args: Any, eval_sets: dict[str, EvalSet], label_names: list[str], strict_iob2: bool,
-                 autocast_dtype: torch.dtype | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        eval_sets: dict[str, EvalSet],
+        label_names: list[str],
+        strict_iob2: bool,
+        autocast_dtype: torch.dtype | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.eval_sets = eval_sets
         self.label_names = label_names
@@ -94,7 +113,9 @@ class NerTrainer(Trainer):
             description=f"evaluate {split}",
         )
 
-    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(
+        self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
+    ) -> dict[str, float]:
         start = time.perf_counter()
         metrics = self.score("validation")
         self.last_eval = metrics
@@ -105,7 +126,6 @@ class NerTrainer(Trainer):
         self.log(flat)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, flat)
         return flat
-
 
     def score_best_validation(self) -> tuple[dict[str, Any], float]:
         """Validation metrics of the model training ended with (the best checkpoint), and the seconds the
@@ -133,7 +153,9 @@ def objective_value(objective: str, results: dict[str, Any]) -> float:
     node: Any = results.get(split, {})
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise ConfigError(f"objective={objective}: no such metric (have e.g. validation.overall_f1, test.overall_f1)")
+            raise ConfigError(
+                f"objective={objective}: no such metric (have e.g. validation.overall_f1, test.overall_f1)"
+            )
         node = node[part]
     return float(node)
 
@@ -151,7 +173,9 @@ def _hydra_run_dir_and_overrides() -> tuple[Path, list[str]]:
     return Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S_run"), []
 
 
-def prepare_run(cfg: DictConfig, run_dir: Path | None = None, overrides: list[str] | None = None) -> RunContext:
+def prepare_run(
+    cfg: DictConfig, run_dir: Path | None = None, overrides: list[str] | None = None
+) -> RunContext:
     """Validate the config and decide where the run writes (a new dir, or the one being resumed)."""
     validate_config(cfg)
     hydra_dir, hydra_overrides = _hydra_run_dir_and_overrides()
@@ -188,21 +212,33 @@ def build_tokenizer_and_model(cfg: DictConfig, data: NerData, ctx: RunContext) -
     if cfg.model.source == "tiny":
         tok_dir = ctx.run_dir / "tiny_tokenizer"
         # WordPiece training breaks ties differently in each process: under DDP rank 0 builds and
-        # saves the tokenizer and the other ranks load that one, so all ranks cut words alike.
-        from accelerate import PartialState
+        # saves the tokenizer (renamed into place when complete) and the other ranks load that one.
         from transformers import AutoTokenizer
 
-        with PartialState().main_process_first():
-            reuse = ctx.resume_checkpoint and (tok_dir / "tokenizer.json").is_file()
-            if _is_main_process() and not reuse:
-                words = (w for tokens in data.splits["train"]["tokens"] for w in tokens)
-                build_tiny_tokenizer(words, cfg.model.tiny.vocab_size, cfg.model.tiny.lowercase, tok_dir)
-            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))  # every rank uses the saved files
+        reuse = ctx.resume_checkpoint and (tok_dir / "tokenizer.json").is_file()
+        if _is_main_process() and not reuse:
+            words = (w for tokens in data.splits["train"]["tokens"] for w in tokens)
+            tmp_dir = tok_dir.with_name(tok_dir.name + ".tmp")
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+            build_tiny_tokenizer(words, cfg.model.tiny.vocab_size, cfg.model.tiny.lowercase, tmp_dir)
+            shutil.rmtree(tok_dir, ignore_errors=True)
+            os.replace(tmp_dir, tok_dir)
+        _wait_for(tok_dir / "tokenizer.json", timeout_s=600)
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))  # every rank uses the saved files
         model = build_tiny_model(cfg.model, tokenizer, data.label_names)
     else:
         tokenizer = load_tokenizer(cfg.model, cache_dir)
         model = load_model(cfg.model, data.label_names, cache_dir)
     return tokenizer, model
+
+
+def _wait_for(path: Path, timeout_s: float) -> None:
+    """Wait until another rank has written ``path`` (DDP ranks share the run dir)."""
+    deadline = time.time() + timeout_s
+    while not path.exists():
+        if time.time() > deadline:
+            raise RuntimeError(f"gave up waiting {timeout_s:.0f}s for rank 0 to write {path}")
+        time.sleep(0.2)
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -212,7 +248,9 @@ def default_run_name(cfg: DictConfig) -> str:
     )
 
 
-def build_training_arguments(cfg: DictConfig, ctx: RunContext, report_to: list[str], run_name: str) -> TrainingArguments:
+def build_training_arguments(
+    cfg: DictConfig, ctx: RunContext, report_to: list[str], run_name: str
+) -> TrainingArguments:
     t = cfg.trainer
     precision = resolve_precision(t.precision, t.use_cpu)
     split, _, metric = cfg.objective.partition(".")
@@ -253,7 +291,9 @@ def build_training_arguments(cfg: DictConfig, ctx: RunContext, report_to: list[s
         run_name=run_name,
         remove_unused_columns=False,
         save_only_model=False,
-        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() else None,
+        ddp_backend="gloo"
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        else None,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
@@ -290,10 +330,12 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
         for split in ("validation", "test")
     }
-    train_features = features["train"].select_columns([c for c in TRAIN_COLUMNS if c in features["train"].column_names])
+    train_features = features["train"].select_columns(
+        [c for c in TRAIN_COLUMNS if c in features["train"].column_names]
+    )
 
     run_name = default_run_name(cfg)
-    tracker = Tracker(cfg.logger, ctx.run_dir, run_name, to_plain_dict(cfg), is_main)
+    tracker = Tracker(cfg.logger, ctx.run_dir, run_name, to_plain_dict(cfg), is_main, list(cfg.tags))
     failed = True
     try:
         tracker.start()
@@ -303,7 +345,10 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         callbacks = _sweep_callbacks(cfg)
         collator = CountingCollator(
             DataCollatorForTokenClassification(
-                tokenizer, pad_to_multiple_of=effective_pad_to_multiple_of(cfg.trainer.pad_to_multiple_of, cfg.trainer.use_cpu)
+                tokenizer,
+                pad_to_multiple_of=effective_pad_to_multiple_of(
+                    cfg.trainer.pad_to_multiple_of, cfg.trainer.use_cpu
+                ),
             )
         )
         throughput = TrainThroughputCallback(collator)
@@ -367,17 +412,38 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             "wandb_url": tracker.url,
             "random_init_model": cfg.model.source == "tiny",
         }
-        tracker.summary({f"{split}/{k}": results[split][k] for split in ("validation", "test") if split in results for k in OVERALL_KEYS})
+        tracker.summary(
+            {
+                f"{split}/{k}": results[split][k]
+                for split in ("validation", "test")
+                if split in results
+                for k in OVERALL_KEYS
+            }
+        )
         if is_main:
             _save_outputs(trainer, tokenizer, ctx, cfg, results)
-            print(format_metrics_table(f"validation ({results['validation']['num_sentences']} sentences)", results["validation"]))
+            print(
+                format_metrics_table(
+                    f"validation ({results['validation']['num_sentences']} sentences)", results["validation"]
+                )
+            )
             if "test" in results:
-                print(format_metrics_table(f"test ({results['test']['num_sentences']} sentences)", results["test"]))
+                print(
+                    format_metrics_table(
+                        f"test ({results['test']['num_sentences']} sentences)", results["test"]
+                    )
+                )
             print(f"objective {cfg.objective} = {value:.4f}\nrun dir: {ctx.run_dir}")
             if cfg.model.source == "tiny":
-                print("note: model=tiny is a small randomly initialised BERT; these scores only show the pipeline works")
-            _after_run_hooks(cfg, ctx.run_dir, results)
-            write_json_atomic(metrics_path, results)
+                print(
+                    "note: model=tiny is a small randomly initialised BERT; these scores only show the pipeline works"
+                )
+            _write_card(cfg, ctx.run_dir, results)
+            write_json_atomic(metrics_path, results)  # the run is complete from here on
+            if cfg.hub.push:
+                from ner_experiments.publishing.push import push_run
+
+                push_run(ctx.run_dir, cfg.hub)
         failed = False
         return value
     finally:
@@ -390,7 +456,9 @@ def _count_split(features: Dataset) -> int:
     return count_split_sentences(features)
 
 
-def _save_outputs(trainer: NerTrainer, tokenizer: Any, ctx: RunContext, cfg: DictConfig, results: dict[str, Any]) -> None:
+def _save_outputs(
+    trainer: NerTrainer, tokenizer: Any, ctx: RunContext, cfg: DictConfig, results: dict[str, Any]
+) -> None:
     """The best model (safetensors), its tokenizer and the training config, into ``model/``."""
     model_dir = ctx.run_dir / "model"
     tmp_dir = ctx.run_dir / "model.tmp"
@@ -420,14 +488,13 @@ def _raise_if_pruned(callbacks: list[Any]) -> None:
         raise_if_pruned(callbacks)
 
 
-def _after_run_hooks(cfg: DictConfig, run_dir: Path, results: dict[str, Any]) -> None:
-    """The model card, and publishing when ``hub.push`` is set."""
-    try:
-        from ner_experiments.publishing.card import write_model_card
-    except ImportError:  # publishing is optional while it is being built
-        return
-    write_model_card(run_dir, cfg, results)
-    if cfg.hub.push:
-        from ner_experiments.publishing.push import push_run
+def _write_card(cfg: DictConfig, run_dir: Path, results: dict[str, Any]) -> None:
+    """The model card (README.md); a problem with it is logged and never loses the trained run."""
+    from ner_experiments.publishing.card import write_model_card
 
-        push_run(run_dir, cfg.hub)
+    try:
+        write_model_card(run_dir, cfg, results)
+    except Exception:
+        log.exception(
+            "could not write the model card; the model and metrics are saved, run ner-publish to retry"
+        )

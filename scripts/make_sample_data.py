@@ -58,20 +58,35 @@ def write(lang: str, split: str, rows) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
         for tokens, tags in rows:
-            f.write(json.dumps({"tokens": tokens, "ner_tags": tags, "langs": [lang] * len(tokens)}, ensure_ascii=False))
+            f.write(
+                json.dumps(
+                    {"tokens": tokens, "ner_tags": tags, "langs": [lang] * len(tokens)}, ensure_ascii=False
+                )
+            )
             f.write("\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument(
+        "--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     args = parser.parse_args()
-    wnut_files = {"train": "wnut17train.conll", "validation": "emerging.dev.conll", "test": "emerging.test.annotated"}
+    wnut_files = {
+        "train": "wnut17train.conll",
+        "validation": "emerging.dev.conll",
+        "test": "emerging.test.annotated",
+    }
     for split, n in SIZES.items():
-        en = [(t, [map_tag(x, WNUT_TO_WIKIANN) for x in g]) for t, g in read_conll(args.shared / "wnut17" / wnut_files[split])]
+        en = [
+            (t, [map_tag(x, WNUT_TO_WIKIANN) for x in g])
+            for t, g in read_conll(args.shared / "wnut17" / wnut_files[split])
+        ]
         write("en", split, pick(en, n, max_words=40))
         bn = []
-        for line in (args.shared / "bengali-news" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+        for line in (
+            (args.shared / "bengali-news" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+        ):
             row = json.loads(line)
             bn.append((row["tokens"], [map_tag(x, BENGALI_TO_WIKIANN) for x in row["ner_tags"]]))
         write("bn", split, pick(bn, n, max_words=40, long_ones=4))

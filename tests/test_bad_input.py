@@ -87,7 +87,11 @@ CASES: dict[str, Case] = {
     ),
     "unknown_config_key": Case(
         ["trainer.learnin_rate=0.1"],
-        ["unknown config key 'trainer.learnin_rate'", "did you mean trainer.learning_rate?", "valid keys under trainer:"],
+        [
+            "unknown config key 'trainer.learnin_rate'",
+            "did you mean trainer.learning_rate?",
+            "valid keys under trainer:",
+        ],
         _files,
     ),
     "wrong_value_type": Case(

