@@ -77,7 +77,7 @@ def load_model(
         "model",
         config=config,
         ignore_mismatched_sizes=checkpoint is None,
-        use_safetensors=None if cfg.source == "hub" and checkpoint is None else True,
+        use_safetensors=True,  # never unpickle weights from a download
     )
 
 

@@ -30,6 +30,16 @@ def load_quick(out) -> optuna.Study:
     return optuna.load_study(study_name=QUICK, storage=f"sqlite:///{out / 'optuna' / (QUICK + '.db')}")
 
 
+def _trials_so_far(out) -> list:
+    """The study's trials, or none while the sweeper has not created its storage and study yet."""
+    if not (out / "optuna").exists():
+        return []
+    try:
+        return load_quick(out).trials
+    except KeyError:  # the database file exists, the study not yet
+        return []
+
+
 def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_path):
     # Two trials at once in joblib worker processes: they report to the study through its storage.
     proc = run_train_sweep(
@@ -100,7 +110,7 @@ def test_killed_train_py_sweep_resumes_and_retries_the_dead_trial(tmp_path):
         while True:  # kill it while trial 1 is training (it has reported an evaluation)
             assert sweep.poll() is None, "the sweep ended before it could be killed"
             assert time.time() < deadline
-            trials = load_quick(tmp_path).trials if (tmp_path / "optuna").exists() else []
+            trials = _trials_so_far(tmp_path)
             if len(trials) == 2 and trials[1].intermediate_values:
                 break
             time.sleep(0.5)
