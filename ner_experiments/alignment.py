@@ -149,51 +149,41 @@ class FeatureBuilder:
         if fixed != sentences:
             sentences, encoding = fixed, self._tokenize(fixed)
 
-        out: dict[str, list] = {
-            k: []
-            for k in (
-                "input_ids",
-                "attention_mask",
-                "labels",
-                "word_index",
-                "sentence_id",
-                "length",
-                "was_split",
-            )
-        }
-        has_types = "token_type_ids" in encoding
-        if has_types:
-            out["token_type_ids"] = []
-        long_ones: list[tuple[int, list[Window]]] = []
-        for i, words in enumerate(sentences):
-            word_ids = encoding.word_ids(i)
-            if len(word_ids) <= self.max_length:
-                self._emit(out, encoding, i, word_ids, tags_batch[i], indices[i], None, False)
+        out = self._new_output("token_type_ids" in encoding)
+        word_ids = [encoding.word_ids(i) for i in range(len(sentences))]
+        long_rows = []
+        for i in range(len(sentences)):
+            if len(word_ids[i]) <= self.max_length:
+                self._emit(out, encoding, i, word_ids[i], tags_batch[i], indices[i], None, False)
             else:
-                counts = _pieces_per_word(word_ids, len(words)).tolist()
-                long_ones.append((i, plan_windows(counts, self.budget, self.stride)))
-        if long_ones:
-            slices = [sentences[i][w.start : w.end] for i, windows in long_ones for w in windows]
-            window_enc = self.tokenizer(
-                slices, is_split_into_words=True, truncation=True, max_length=self.max_length
-            )
-            k = 0
-            for i, windows in long_ones:
-                for w in windows:
-                    # word ids inside the window are relative to w.start; shift them back
-                    word_ids = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
-                    self._emit(
-                        out,
-                        window_enc,
-                        k,
-                        word_ids,
-                        tags_batch[i],
-                        indices[i],
-                        (w.own_start, w.own_end),
-                        True,
-                    )
-                    k += 1
+                long_rows.append(i)
+        if long_rows:
+            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows)
         return out
+
+    @staticmethod
+    def _new_output(has_token_types: bool) -> dict[str, list]:
+        keys = ["input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split"]
+        return {k: [] for k in keys + (["token_type_ids"] if has_token_types else [])}
+
+    def _emit_windows(self, out, sentences, tags_batch, indices, word_ids, rows) -> None:
+        """Sentences longer than ``max_length``: plan overlapping windows and emit one feature per window."""
+        planned = []
+        for i in rows:
+            counts = _pieces_per_word(word_ids[i], len(sentences[i])).tolist()
+            planned.append((i, plan_windows(counts, self.budget, self.stride)))
+        slices = [sentences[i][w.start : w.end] for i, windows in planned for w in windows]
+        window_enc = self.tokenizer(
+            slices, is_split_into_words=True, truncation=True, max_length=self.max_length
+        )
+        k = 0
+        for i, windows in planned:
+            for w in windows:
+                # word ids inside the window are relative to w.start; shift them back
+                shifted = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
+                owned = (w.own_start, w.own_end)
+                self._emit(out, window_enc, k, shifted, tags_batch[i], indices[i], owned, True)
+                k += 1
 
     def _emit(self, out, encoding, row, word_ids, tags, sentence_id, owned, was_split) -> None:
         labels, word_index = align_labels_to_subwords(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
-from ner_experiments.alignment import IGNORE, FeatureBuilder, plan_windows
+from ner_experiments.alignment import IGNORE, FeatureBuilder
 from ner_experiments.data.contract import NerData
 from ner_experiments.labels import b_to_i_label_ids
 
@@ -65,21 +65,8 @@ class BatchFeatureBuilder(FeatureBuilder):
             labels[continuation] = np.asarray(self.continuation_ids, dtype=np.int64)[piece_tag[continuation]]
         word_index = np.where(first, wid, -1)
 
-        out: dict[str, list] = {
-            k: []
-            for k in (
-                "input_ids",
-                "attention_mask",
-                "labels",
-                "word_index",
-                "sentence_id",
-                "length",
-                "was_split",
-            )
-        }
         has_types = "token_type_ids" in encoding
-        if has_types:
-            out["token_type_ids"] = []
+        out = self._new_output(has_types)
         labels_list, word_index_list, bounds = labels.tolist(), word_index.tolist(), offsets.tolist()
         fits = (row_len <= self.max_length).tolist()
         input_ids, attention = encoding["input_ids"], encoding["attention_mask"]
@@ -101,27 +88,6 @@ class BatchFeatureBuilder(FeatureBuilder):
         if long_rows:
             self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows)
         return out
-
-    def _emit_windows(self, out, sentences, tags_batch, indices, word_ids, rows) -> None:
-        """Sentences longer than ``max_length``: overlapping windows, as :class:`FeatureBuilder` builds them."""
-        planned = []
-        for i in rows:
-            counts = np.bincount(
-                [w for w in word_ids[i] if w is not None], minlength=len(sentences[i])
-            ).tolist()
-            planned.append((i, plan_windows(counts, self.budget, self.stride)))
-        slices = [sentences[i][w.start : w.end] for i, windows in planned for w in windows]
-        window_enc = self.tokenizer(
-            slices, is_split_into_words=True, truncation=True, max_length=self.max_length
-        )
-        k = 0
-        for i, windows in planned:
-            for w in windows:
-                shifted = [None if x is None else x + w.start for x in window_enc.word_ids(k)]
-                self._emit(
-                    out, window_enc, k, shifted, tags_batch[i], indices[i], (w.own_start, w.own_end), True
-                )
-                k += 1
 
 
 def build_split_features(
