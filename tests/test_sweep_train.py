@@ -93,7 +93,11 @@ def test_pruned_train_py_trial_trains_fewer_steps(tmp_path):
 def test_killed_train_py_sweep_resumes_and_retries_the_dead_trial(tmp_path):
     overrides = [
         "hydra.sweeper.n_trials=2",
-        "trainer.num_train_epochs=3",
+        # Trials long enough (max_steps wins over the sampled epochs) that trial 1 is still training
+        # when the test kills the sweep, even on an idle machine.
+        "trainer.max_steps=300",
+        "trainer.eval_strategy=steps",
+        "trainer.eval_steps=5",
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=5",
     ]
