@@ -39,6 +39,24 @@ def run_app(out: Path, *overrides: str, timeout: float = 120) -> subprocess.Comp
     )
 
 
+def run_two_workers(out: Path, *overrides: str, timeout: float = 180) -> None:
+    """Start two sweeps of the stand-in app at once (different sampler seeds) on one study; both must succeed."""
+    workers = [
+        subprocess.Popen(
+            app_command(out, *overrides, f"hydra.sweeper.sampler.seed={seed}"),
+            cwd=out,
+            env=sweep_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in (1, 2)
+    ]
+    for w in workers:
+        _, err = w.communicate(timeout=timeout)
+        assert w.returncode == 0, err
+
+
 def load(out: Path, study: str = "app") -> optuna.Study:
     """The study a run of the stand-in app wrote under ``out`` (default sqlite location)."""
     return optuna.load_study(study_name=study, storage=f"sqlite:///{out / 'optuna' / (study + '.db')}")

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.sweep_helpers import app_command, load, run_app, states, sweep_dirs, sweep_env
+from tests.sweep_helpers import app_command, load, run_app, run_two_workers, states, sweep_dirs, sweep_env
 
 
 def test_multirun_completes_and_best_json_matches_storage(tmp_path):
@@ -128,20 +128,7 @@ def test_killed_sweep_is_resumed_and_the_dead_trial_retried(tmp_path):
 def test_two_workers_share_one_study_on_sqlite(tmp_path):
     overrides = ["hydra.sweeper.n_trials=6", "sim.epoch_seconds=0.2", "hydra.sweeper.plots=false"]
     tmp_path.mkdir(exist_ok=True)
-    workers = [
-        subprocess.Popen(
-            app_command(tmp_path, *overrides, f"hydra.sweeper.sampler.seed={seed}"),
-            cwd=tmp_path,
-            env=sweep_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in (1, 2)
-    ]
-    for w in workers:
-        _, err = w.communicate(timeout=180)
-        assert w.returncode == 0, err
+    run_two_workers(tmp_path, *overrides)
     assert_all_trials_accounted_for(load(tmp_path), tmp_path, n_trials=6)
 
 

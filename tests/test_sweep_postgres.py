@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.sweep_helpers import app_command, sweep_env
+from tests.sweep_helpers import run_two_workers
 from tests.test_sweep_multirun import assert_all_trials_accounted_for
 
 pytestmark = pytest.mark.postgres
@@ -111,20 +111,7 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
         "sim.epoch_seconds=0.2",
         "hydra.sweeper.plots=false",
     ]
-    workers = [
-        subprocess.Popen(
-            app_command(tmp_path, *overrides, f"hydra.sweeper.sampler.seed={seed}"),
-            cwd=tmp_path,
-            env=sweep_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for seed in (1, 2)
-    ]
-    for w in workers:
-        _, err = w.communicate(timeout=180)
-        assert w.returncode == 0, err
+    run_two_workers(tmp_path, *overrides)
     study = optuna.load_study(study_name="pg-two-workers", storage=postgres_url)
     assert_all_trials_accounted_for(study, tmp_path, n_trials=6)
     assert not (tmp_path / "optuna").exists()  # nothing went to the default sqlite file
