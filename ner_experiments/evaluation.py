@@ -122,9 +122,23 @@ def evaluate_split(
     predicted, _ = predict_word_labels(
         model, features, lengths, batch_size, pad_token_id, autocast_dtype, show_progress, description
     )
+    return score_predictions(gold_tag_ids, predicted, label_names, features, strict_iob2)
+
+
+def score_predictions(
+    gold_tag_ids: Sequence[Sequence[int]],
+    predicted_tag_ids: Sequence[Sequence[int]],
+    label_names: Sequence[str],
+    features: Dataset,
+    strict_iob2: bool = False,
+) -> dict[str, Any]:
+    """seqeval metrics of word-level predictions, plus how many sentences and words were scored and split."""
     gold = [[label_names[t] for t in tags] for tags in gold_tag_ids]
-    pred = [[label_names[t] for t in tags] for tags in predicted]
+    pred = [[label_names[t] for t in tags] for tags in predicted_tag_ids]
     metrics = compute_ner_metrics(gold, pred, strict_iob2=strict_iob2)
-    split_sentences = count_split_sentences(features)
-    metrics.update(num_sentences=len(lengths), num_words=int(sum(lengths)), sentences_split=split_sentences)
+    metrics.update(
+        num_sentences=len(gold),
+        num_words=sum(len(tags) for tags in gold),
+        sentences_split=count_split_sentences(features),
+    )
     return metrics

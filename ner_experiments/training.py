@@ -29,7 +29,7 @@ from ner_experiments.data.readers import load_ner_data
 from ner_experiments.errors import ConfigError
 from ner_experiments.evaluation import evaluate_split
 from ner_experiments.feature_cache import build_features_cached
-from ner_experiments.features import read_columns
+from ner_experiments.features import count_split_sentences, read_columns
 from ner_experiments.hardware import (
     configure_torch_for_speed,
     describe_hardware,
@@ -325,7 +325,6 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     features, feature_report = build_features_cached(
         data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.paths.cache_dir
     )
-    sentences_split = {split: _count_split(ds) for split, ds in features.items()}
     eval_sets = {
         split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
         for split in ("validation", "test")
@@ -375,8 +374,6 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             test_start = time.perf_counter()
             results["test"] = trainer.score("test")
             eval_seconds["test"] = round(time.perf_counter() - test_start, 3)
-        for split in results:
-            results[split]["sentences_split"] = sentences_split[split]
         value = objective_value(cfg.objective, results)
         results["objective"] = {"name": cfg.objective, "value": value}
         results["train"] = {
@@ -386,7 +383,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             "epochs": trainer.state.epoch,
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "num_sentences": len(data.splits["train"]),
-            "sentences_split": sentences_split["train"],
+            "sentences_split": count_split_sentences(features["train"]),
         }
         results["speed"] = {
             "features": feature_report.as_dict(),
@@ -448,12 +445,6 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         return value
     finally:
         tracker.finish(failed=failed)
-
-
-def _count_split(features: Dataset) -> int:
-    from ner_experiments.features import count_split_sentences
-
-    return count_split_sentences(features)
 
 
 def _save_outputs(

@@ -19,7 +19,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ner_experiments.errors import ConfigError, DataError
@@ -118,10 +117,10 @@ def evaluate_saved_model(
     from ner_experiments.config import validate_config
     from ner_experiments.data.contract import NerData
     from ner_experiments.data.readers import load_ner_data
-    from ner_experiments.evaluation import predict_word_labels
-    from ner_experiments.features import build_features, count_split_sentences
+    from ner_experiments.evaluation import predict_word_labels, score_predictions
+    from ner_experiments.features import build_features
     from ner_experiments.hardware import describe_hardware
-    from ner_experiments.metrics import compute_ner_metrics, format_metrics_table
+    from ner_experiments.metrics import format_metrics_table
     from ner_experiments.publishing.confusion import entity_confusion, plot_confusion
     from ner_experiments.publishing.predict import load_for_prediction, resolve_model_dir
     from ner_experiments.run_dirs import write_json_atomic
@@ -153,14 +152,8 @@ def evaluate_saved_model(
     names = loaded.label_names
     gold_tags = [[names[t] for t in tags] for tags in gold]
     pred_tags = [[names[t] for t in tags] for tags in predicted]
-    # As evaluation.evaluate_split scores a split (kept equal by tests/test_publishing_evaluate.py).
-    metrics = compute_ner_metrics(gold_tags, pred_tags, strict_iob2=bool(cfg.metrics.strict_iob2))
-    was_split = np.asarray(features["was_split"], dtype=bool)
-    metrics.update(
-        num_sentences=len(lengths),
-        num_words=int(sum(lengths)),
-        sentences_split=count_split_sentences(features) if was_split.any() else 0,
-    )
+    # Scored by the same function as training's evaluation (evaluation.evaluate_split).
+    metrics = score_predictions(gold, predicted, names, features, strict_iob2=bool(cfg.metrics.strict_iob2))
     confusion = entity_confusion(gold_tags, pred_tags, sorted({n[2:] for n in names if n != "O"}))
 
     out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
