@@ -76,6 +76,7 @@ def cached_feature_seconds(overrides: list[str], cache_dir: Path) -> dict:
     from ner_experiments.config import register_configs
     from ner_experiments.data.readers import load_ner_data
     from ner_experiments.feature_cache import build_features_cached
+    from ner_experiments.features import training_window
     from ner_experiments.modeling import load_model, load_tokenizer, resolve_max_length
 
     register_configs()
@@ -85,8 +86,15 @@ def cached_feature_seconds(overrides: list[str], cache_dir: Path) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     model_config = load_model(cfg.model, data.label_names).config
     max_length = resolve_max_length(cfg.model, tokenizer, model_config)
+    train_window = training_window(max_length, cfg.model.window_stride, cfg.trainer.train_window_length)
     _, report = build_features_cached(
-        data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords, str(cache_dir)
+        data,
+        tokenizer,
+        max_length,
+        cfg.model.window_stride,
+        cfg.label_all_subwords,
+        str(cache_dir),
+        train_window=train_window,
     )
     return report.as_dict()
 

@@ -23,7 +23,7 @@ LOGGER_BACKENDS = ("wandb", "tensorboard", "none")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 EVAL_STRATEGIES = ("epoch", "steps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-SAMPLING_STRATEGIES = ("random", "group_by_length")
+SAMPLING_STRATEGIES = ("random", "group_by_length", "length_buckets")
 
 
 @dataclass
@@ -106,7 +106,13 @@ class TrainerConfig:
     logging_steps: int = 50
     save_total_limit: int = 2  # checkpoints kept for resuming (the best one is always kept)
     precision: str = "fp32"  # auto | fp32 | bf16 | fp16 ; auto = bf16 where the hardware has it
-    train_sampling: str = "random"  # random | group_by_length
+    # random | group_by_length (transformers' mega-batches of <= 50 batches) | length_buckets (batches cut
+    # from length-sorted buckets of 100 batches, served in random order: the least padding, see sampling.py)
+    train_sampling: str = "random"
+    # Training sentences longer than this many pieces are split into overlapping windows (stride
+    # min(model.window_stride, length / 4)); null = model.max_length. Evaluation always uses model.max_length.
+    # Shorter windows cut attention cost and padding of the rare very long sentence (NER context is local).
+    train_window_length: int | None = None
     pad_to_multiple_of: int | None = None  # 8 pays on GPU tensor cores; costs time on CPU
     optim: str = "adamw_torch"
     torch_compile: bool = False
@@ -240,6 +246,11 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
         _positive("trainer.pad_to_multiple_of", c.trainer.pad_to_multiple_of, "8")
     if c.model.max_length is not None and c.model.max_length < 8:
         raise ConfigError(f"model.max_length={c.model.max_length} is too small: use at least 8, e.g. 512")
+    if c.trainer.train_window_length is not None and c.trainer.train_window_length < 16:
+        raise ConfigError(
+            f"trainer.train_window_length={c.trainer.train_window_length} is too small: use at least 16, "
+            "e.g. 128 (or null for model.max_length)"
+        )
     if c.model.window_stride < 0:
         raise ConfigError(f"model.window_stride={c.model.window_stride} must be >= 0, e.g. 128")
     for key in ("max_train_samples", "max_eval_samples"):

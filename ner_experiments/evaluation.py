@@ -1,6 +1,7 @@
 """Word-level prediction over features, and scoring a split with it.
 
-Features are run through the model in batches sorted by length (little padding); each word's label
+Features are run through the model in batches cut from the length-sorted order where they waste
+the least on padding (:func:`cut_sorted_batches`); each word's label
 is read from its first piece in the feature that owns it, so a sentence gets exactly one prediction
 per word, however it was tokenized or windowed. Under torch.distributed each rank predicts a shard
 and the shards are gathered.
@@ -20,6 +21,35 @@ from ner_experiments.features import count_split_sentences, read_columns
 from ner_experiments.metrics import compute_ner_metrics
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# What a forward pass costs beyond its positions, in positions: cutting a batch early pays when it
+# saves more padding than this. Small on purpose: on a CPU a pass costs little beyond its arithmetic.
+BATCH_COST_POSITIONS = 32
+
+
+def cut_sorted_batches(
+    sorted_lengths: Sequence[int], max_rows: int, batch_cost: int = BATCH_COST_POSITIONS
+) -> list[tuple[int, int]]:
+    """``[start, end)`` batches of at most ``max_rows`` over lengths sorted longest first, minimising the
+    positions computed (rows x the batch's first length, padding included) plus ``batch_cost`` per batch.
+
+    Fixed-size batches of a sorted list still pad a lot where lengths fall steeply (the long tail):
+    on 100 Bengali news sentences, batches of 32 are half padding; these cuts leave a few percent.
+    """
+    n = len(sorted_lengths)
+    widths = np.asarray(sorted_lengths, dtype=np.float64)
+    best = np.zeros(n + 1)
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - max_rows), end)
+        costs = best[starts] + (end - starts) * widths[starts] + batch_cost
+        k = int(np.argmin(costs))
+        best[end], start_of[end] = costs[k], starts[k]
+    cuts: list[tuple[int, int]] = []
+    end = n
+    while end > 0:
+        cuts.append((int(start_of[end]), end))
+        end = int(start_of[end])
+    return cuts[::-1]
 
 
 def _pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
@@ -65,9 +95,9 @@ def predict_word_labels(
         sentence_ids = np.asarray(data["sentence_id"], dtype=np.int64)
         order = order[sentence_ids[order] % world == rank]
     predicted: dict[int, dict[int, tuple[int, float]]] = {}
-    batches = range(0, len(order), batch_size)
-    for start in tqdm(batches, desc=description, disable=not show_progress or rank != 0, leave=False):
-        idx = order[start : start + batch_size].tolist()
+    batches = cut_sorted_batches(lengths[order].tolist(), batch_size)
+    for start, end in tqdm(batches, desc=description, disable=not show_progress or rank != 0, leave=False):
+        idx = order[start:end].tolist()
         rows = {c: [data[c][i] for i in idx] for c in data}
         inputs = {c: _pad(rows[c], pad_token_id if c == "input_ids" else 0).to(device) for c in columns}
         if autocast_dtype is not None:

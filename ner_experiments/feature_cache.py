@@ -136,10 +136,12 @@ def build_features_cached(
     label_all_subwords: bool,
     cache_dir: str | Path | None = None,
     enabled: bool = True,
+    train_window: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Dataset], FeatureBuildReport]:
     """:func:`ner_experiments.features.build_features`, read from the cache when it has the same features.
 
-    Returns the features per split and a :class:`FeatureBuildReport` (time, cache hit or miss per split).
+    ``train_window`` = (max_length, stride) of the training split when it differs from the other splits'
+    (see :func:`ner_experiments.features.training_window`). Returns the features per split and a :class:`FeatureBuildReport` (time, cache hit or miss per split).
     """
     start = time.perf_counter()
     use_cache = enabled and datasets.is_caching_enabled()
@@ -150,8 +152,10 @@ def build_features_cached(
     tok_hash = tokenizer_fingerprint(tokenizer) if use_cache else ""
     report = FeatureBuildReport(cache_dir=str(folder) if folder else None)
     out: dict[str, Dataset] = {}
+    eval_window = (max_length, stride)
     for split, ds in data.splits.items():
         all_subwords = label_all_subwords and split == "train"
+        max_length, stride = train_window if train_window and split == "train" else eval_window
         if folder is None:
             out[split] = build_split_features(
                 ds, tokenizer, max_length, stride, all_subwords, continuation, split

@@ -90,6 +90,14 @@ class BatchFeatureBuilder(FeatureBuilder):
         return out
 
 
+def training_window(max_length: int, stride: int, train_window_length: int | None) -> tuple[int, int]:
+    """(max_length, stride) of training features: ``train_window_length`` when it is shorter than the
+    model's ``max_length``, with a stride of at most a quarter of it (so windows still advance)."""
+    if train_window_length is None or train_window_length >= max_length:
+        return max_length, stride
+    return train_window_length, min(stride, train_window_length // 4)
+
+
 def build_split_features(
     ds: Dataset,
     tokenizer: Any,

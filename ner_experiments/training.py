@@ -29,7 +29,7 @@ from ner_experiments.data.readers import load_ner_data
 from ner_experiments.errors import ConfigError
 from ner_experiments.evaluation import evaluate_split
 from ner_experiments.feature_cache import build_features_cached
-from ner_experiments.features import count_split_sentences, read_columns
+from ner_experiments.features import count_split_sentences, read_columns, training_window
 from ner_experiments.hardware import (
     configure_torch_for_speed,
     describe_hardware,
@@ -51,6 +51,7 @@ from ner_experiments.run_dirs import (
     latest_checkpoint,
     write_json_atomic,
 )
+from ner_experiments.sampling import LengthBucketSampler
 from ner_experiments.throughput import CountingCollator, TrainThroughputCallback
 from ner_experiments.tracking import Tracker
 
@@ -85,9 +86,11 @@ class NerTrainer(Trainer):
         label_names: list[str],
         strict_iob2: bool,
         autocast_dtype: torch.dtype | None,
+        train_sampling: str = "random",
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.train_sampling = train_sampling
         self.eval_sets = eval_sets
         self.label_names = label_names
         self.strict_iob2 = strict_iob2
@@ -96,6 +99,16 @@ class NerTrainer(Trainer):
         # global step -> (metrics, seconds) of each validation pass in this process, so the best
         # checkpoint's scores are not computed a second time after training.
         self.eval_history: dict[int, tuple[dict[str, Any], float]] = {}
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.train_sampling != "length_buckets" or dataset is None:
+            return super()._get_train_sampler(train_dataset)
+        return LengthBucketSampler(
+            read_columns(dataset, ["length"])["length"],
+            self.args.train_batch_size,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
 
     def score(self, split: str, show_progress: bool = True) -> dict[str, Any]:
         eval_set = self.eval_sets[split]
@@ -282,7 +295,8 @@ def build_training_arguments(
         use_cpu=t.use_cpu or (precision == "bf16" and not torch.cuda.is_available()),
         optim=t.optim,
         torch_compile=t.torch_compile,
-        train_sampling_strategy=t.train_sampling,
+        # length_buckets is our sampler (NerTrainer._get_train_sampler), not a transformers strategy
+        train_sampling_strategy="random" if t.train_sampling == "length_buckets" else t.train_sampling,
         length_column_name="length",
         dataloader_num_workers=t.dataloader_num_workers,
         seed=cfg.seed,
@@ -322,8 +336,15 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         # Only now that data and labels match the run being resumed: a rejected resume keeps its config.yaml.
         OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
     max_length = resolve_max_length(cfg.model, tokenizer, model.config)
+    train_window = training_window(max_length, cfg.model.window_stride, cfg.trainer.train_window_length)
     features, feature_report = build_features_cached(
-        data, tokenizer, max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.paths.cache_dir
+        data,
+        tokenizer,
+        max_length,
+        cfg.model.window_stride,
+        cfg.label_all_subwords,
+        cfg.paths.cache_dir,
+        train_window=train_window,
     )
     eval_sets = {
         split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
@@ -363,6 +384,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             label_names=data.label_names,
             strict_iob2=cfg.metrics.strict_iob2,
             autocast_dtype=autocast,
+            train_sampling=cfg.trainer.train_sampling,
         )
         train_output = trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
         _raise_if_pruned(callbacks)
@@ -399,6 +421,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             "language": data.language,
             "label_names": data.label_names,
             "max_length": max_length,
+            "train_max_length": train_window[0],
             "hardware": describe_hardware(),
             "precision": precision,
             "seed": cfg.seed,

@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from ner_experiments.config import ModelConfig, TinyModelConfig
 from ner_experiments.data.contract import NerData
-from ner_experiments.evaluation import evaluate_split, predict_word_labels
+from ner_experiments.evaluation import cut_sorted_batches, evaluate_split, predict_word_labels
 from ner_experiments.features import build_features
 from ner_experiments.metrics import compute_ner_metrics, format_metrics_table
 from ner_experiments.modeling import build_tiny_model, build_tiny_tokenizer
@@ -230,6 +230,33 @@ def test_no_entities_at_all_scores_zero_without_errors():
     assert (m["overall_f1"], m["overall_accuracy"], m["per_type"]) == (0.0, 1.0, {})
 
 
+@pytest.mark.parametrize("strict", [False, True])
+def test_metrics_agree_with_seqeval_on_random_tag_sequences(strict):
+    """Our one-pass scores are seqeval's own classification_report / f1_score / accuracy_score numbers."""
+    from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    kwargs = {"mode": "strict", "scheme": IOB2} if strict else {}
+    rng = random.Random(7)
+    for _ in range(60):
+        gold = [[rng.choice(LABELS) for _ in range(rng.randint(1, 9))] for _ in range(rng.randint(1, 12))]
+        pred = [[t if rng.random() < 0.6 else rng.choice(LABELS) for t in s] for s in gold]
+        m = compute_ner_metrics(gold, pred, strict_iob2=strict)
+        assert m["overall_precision"] == pytest.approx(precision_score(gold, pred, zero_division=0, **kwargs))
+        assert m["overall_recall"] == pytest.approx(recall_score(gold, pred, zero_division=0, **kwargs))
+        assert m["overall_f1"] == pytest.approx(f1_score(gold, pred, zero_division=0, **kwargs))
+        assert m["overall_accuracy"] == pytest.approx(accuracy_score(gold, pred))
+        report = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+        expected = {k: v for k, v in report.items() if not k.endswith(" avg")}
+        assert set(m["per_type"]) == set(expected)
+        for name, row in expected.items():
+            got = m["per_type"][name]
+            assert (got["precision"], got["recall"], got["f1"]) == pytest.approx(
+                (row["precision"], row["recall"], row["f1-score"])
+            )
+            assert got["support"] == row["support"]
+
+
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="every word needs exactly one prediction"):
         compute_ner_metrics([["O", "B-PER"]], [["O"]])
@@ -243,3 +270,25 @@ def test_metrics_table_lists_types_and_overall():
     assert table.splitlines()[0] == "validation"
     assert any(line.startswith("PER") for line in table.splitlines())
     assert any(line.startswith("overall") and line.rstrip().endswith("2") for line in table.splitlines())
+
+
+def _computed_positions(lengths: list[int], cuts: list[tuple[int, int]]) -> int:
+    return sum((end - start) * lengths[start] for start, end in cuts)
+
+
+def test_eval_batches_cover_the_sorted_order_and_waste_little_on_a_long_tail():
+    rng = random.Random(0)
+    lengths = sorted((min(512, int(rng.lognormvariate(3.5, 0.7))) for _ in range(100)), reverse=True)
+    cuts = cut_sorted_batches(lengths, max_rows=32)
+    assert [i for start, end in cuts for i in range(start, end)] == list(range(100))
+    assert all(0 < end - start <= 32 for start, end in cuts)
+    fixed = [(i, min(i + 32, 100)) for i in range(0, 100, 32)]
+    real = sum(lengths)
+    assert 1 - real / _computed_positions(lengths, fixed) > 0.3  # fixed batches of 32: mostly padding
+    assert 1 - real / _computed_positions(lengths, cuts) < 0.1
+
+
+def test_eval_batches_of_equal_lengths_are_as_few_as_the_cap_allows():
+    cuts = cut_sorted_batches([7] * 70, max_rows=32)
+    assert len(cuts) == 3 and sorted(end - start for start, end in cuts) == [6, 32, 32]
+    assert cut_sorted_batches([], max_rows=8) == []

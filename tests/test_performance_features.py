@@ -157,7 +157,8 @@ def test_fast_preset_composes_validates_and_keeps_the_recipes_hyperparameters():
         "eval_strategy",
     ):
         assert fast.trainer[key] == default.trainer[key], key
-    assert fast.trainer.train_sampling == "group_by_length"
+    assert fast.trainer.train_sampling == "length_buckets"
+    assert fast.trainer.train_window_length == 128 and default.trainer.train_window_length is None
     assert fast.trainer.precision == "auto"
     assert fast.trainer.optim == "adamw_torch_fused"
     assert fast.trainer.per_device_eval_batch_size > fast.trainer.per_device_train_batch_size

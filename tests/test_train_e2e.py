@@ -272,6 +272,7 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path):
             str(TRAIN_PY),
             "experiment=quickstart",
             "trainer.num_train_epochs=2",
+            "trainer.train_sampling=length_buckets",  # our sampler, its batches sharded across ranks
             f"paths.output_dir={out}",
         ],
         cwd=REPO_ROOT,
@@ -289,6 +290,29 @@ def test_torchrun_two_processes_write_one_complete_run(tmp_path):
     )
     assert metrics["validation"]["num_words"] == words  # shards gathered: every word predicted once
     assert (run_dir / "model" / "model.safetensors").is_file()
+
+
+def test_fast_preset_trains_on_short_windows_in_length_buckets(tmp_path):
+    out = tmp_path / "out"
+    result = run_train(
+        "experiment=quickstart",
+        "trainer=fast",
+        "trainer.train_window_length=24",
+        "model.max_length=512",  # evaluation windows: whole sentences
+        "trainer.num_train_epochs=2",
+        f"paths.output_dir={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((_only_run_dir(out) / "metrics.json").read_text())
+    assert (metrics["run"]["train_max_length"], metrics["run"]["max_length"]) == (24, 512)
+    assert metrics["train"]["sentences_split"] > 0  # long training sentences became windows
+    assert metrics["validation"]["sentences_split"] == 0  # evaluation reads whole sentences
+    words = sum(
+        len(json.loads(line)["tokens"])
+        for line in (REPO_ROOT / "ner_experiments/sample_data/bn/validation.jsonl").read_text().splitlines()
+    )
+    assert metrics["validation"]["num_words"] == words
+    assert metrics["speed"]["train"]["padding_fraction"] < 0.1
 
 
 def _minilm_folder() -> Path | None:
