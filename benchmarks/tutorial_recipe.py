@@ -52,6 +52,31 @@ def load_data(dataset: str, data_dir: str, train_samples: int | None, eval_sampl
     return splits, data.label_names
 
 
+def make_preprocessor(tokenizer, label_all_tokens: bool = False, tags_column: str = "ner_tags"):
+    """The tutorial's preprocessing (+ truncation): a batched ``datasets.map`` function."""
+
+    def tokenize_and_align_labels(examples):
+        tokenized_inputs = tokenizer(examples["tokens"], truncation=True, is_split_into_words=True)
+        labels = []
+        for i, label in enumerate(examples[tags_column]):
+            word_ids = tokenized_inputs.word_ids(batch_index=i)
+            previous_word_idx = None
+            label_ids = []
+            for word_idx in word_ids:
+                if word_idx is None:
+                    label_ids.append(-100)
+                elif word_idx != previous_word_idx:
+                    label_ids.append(label[word_idx])
+                else:
+                    label_ids.append(label[word_idx] if label_all_tokens else -100)
+                previous_word_idx = word_idx
+            labels.append(label_ids)
+        tokenized_inputs["labels"] = labels
+        return tokenized_inputs
+
+    return tokenize_and_align_labels
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
@@ -67,27 +92,7 @@ def main() -> None:
 
     splits, label_list = load_data(args.dataset, args.data_dir, args.train_samples, args.eval_samples)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    label_all_tokens = False
-
-    # --- the tutorial's preprocessing (+ truncation) --------------------------------------------
-    def tokenize_and_align_labels(examples):
-        tokenized_inputs = tokenizer(examples["tokens"], truncation=True, is_split_into_words=True)
-        labels = []
-        for i, label in enumerate(examples["ner_tags"]):
-            word_ids = tokenized_inputs.word_ids(batch_index=i)
-            previous_word_idx = None
-            label_ids = []
-            for word_idx in word_ids:
-                if word_idx is None:
-                    label_ids.append(-100)
-                elif word_idx != previous_word_idx:
-                    label_ids.append(label[word_idx])
-                else:
-                    label_ids.append(label[word_idx] if label_all_tokens else -100)
-                previous_word_idx = word_idx
-            labels.append(label_ids)
-        tokenized_inputs["labels"] = labels
-        return tokenized_inputs
+    tokenize_and_align_labels = make_preprocessor(tokenizer, label_all_tokens=False)
 
     start = time.perf_counter()
     tokenized = {

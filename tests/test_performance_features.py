@@ -186,11 +186,7 @@ def test_benchmark_table_formats_a_result():
         "peak_rss_mib": 1000,
         "wall_seconds": 10.0,
     }
-    fast = {
-        **json.loads(json.dumps(side)),
-        "preprocessing_cached": {"sentences_per_second": 5000.0},
-        "precision": "fp32",
-    }
+    fast = {**json.loads(json.dumps(side)), "precision": "fp32"}
     fast["train"]["samples_per_second"] = 25.0
     table = module.format_table(
         {
@@ -200,7 +196,11 @@ def test_benchmark_table_formats_a_result():
             "epochs": 1.0,
             "recipe": side,
             "fast": fast,
+            "preprocessing": {
+                "sentences_per_second": {"recipe": 100.0, "first_run": 150.0, "cached": 5000.0}
+            },
             "load_average": [1.0, 1.0],
         }
     )
     assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table
+    assert "| preprocessing, sentences/s (cached rerun) | 100.0 | 5,000.0 | 50.00x |" in table
