@@ -114,7 +114,8 @@ class TrainerConfig:
     # Shorter windows cut attention cost and padding of the rare very long sentence (NER context is local).
     train_window_length: int | None = None
     pad_to_multiple_of: int | None = None  # 8 pays on GPU tensor cores; costs time on CPU
-    optim: str = "adamw_torch"
+    # transformers' own default today: one fused kernel for the AdamW update (same algorithm as adamw_torch)
+    optim: str = "adamw_torch_fused"
     torch_compile: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False  # force CPU even when a GPU is present
