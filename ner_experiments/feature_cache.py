@@ -146,7 +146,8 @@ def build_features_cached(
     """:func:`ner_experiments.features.build_features`, read from the cache when it has the same features.
 
     ``train_window`` = (max_length, stride) of the training split when it differs from the other splits'
-    (see :func:`ner_experiments.features.training_window`). Returns the features per split and a :class:`FeatureBuildReport` (time, cache hit or miss per split).
+    (see :func:`ner_experiments.features.training_window`). Returns the features per split and a
+    :class:`FeatureBuildReport` (time, cache hit or miss per split).
     """
     start = time.perf_counter()
     use_cache = enabled and datasets.is_caching_enabled()
@@ -157,17 +158,14 @@ def build_features_cached(
     tok_hash = tokenizer_fingerprint(tokenizer) if use_cache else ""
     report = FeatureBuildReport(cache_dir=str(folder) if folder else None)
     out: dict[str, Dataset] = {}
-    eval_window = (max_length, stride)
     for split, ds in data.splits.items():
         all_subwords = label_all_subwords and split == "train"
-        max_length, stride = train_window if train_window and split == "train" else eval_window
+        length, step = train_window if train_window and split == "train" else (max_length, stride)
         if folder is None:
-            out[split] = build_split_features(
-                ds, tokenizer, max_length, stride, all_subwords, continuation, split
-            )
+            out[split] = build_split_features(ds, tokenizer, length, step, all_subwords, continuation, split)
             report.splits[split] = "uncached"
         else:
-            key = features_fingerprint(ds, tok_hash, max_length, stride, all_subwords, data.label_names)
+            key = features_fingerprint(ds, tok_hash, length, step, all_subwords, data.label_names)
             path = folder / f"{split}-{key}.arrow"
             hit = path.is_file()
             if hit:
@@ -176,8 +174,8 @@ def build_features_cached(
                 out[split] = build_split_features(
                     ds,
                     tokenizer,
-                    max_length,
-                    stride,
+                    length,
+                    step,
                     all_subwords,
                     continuation,
                     split,
@@ -186,7 +184,7 @@ def build_features_cached(
                 )
             report.splits[split] = "hit" if hit else "miss"
         report.sentences += len(ds)
-        log_split_sentences(split, out[split], len(ds), max_length)
+        log_split_sentences(split, out[split], len(ds), length)
     report.seconds = time.perf_counter() - start
     log.info(
         "Features for %d sentences in %.2f s (cache: %s)",
