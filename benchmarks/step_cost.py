@@ -89,6 +89,33 @@ def time_steps(runner: StepRunner, rows: int, length: int, precision: str, warmu
     return (time.perf_counter() - start) / steps * 1000
 
 
+def new_shape_cost(
+    runner: StepRunner, rows: int, widths: list[int], precision: str, cudnn_attention: bool
+) -> list[dict]:
+    """The first step at a batch shape not seen before, against the next step at that shape.
+
+    Length-grouped batches bring a new (rows, width) shape every few steps; anything built per shape
+    (cuDNN attention's execution plans) is paid again each time.
+    """
+    tf32, autocast = PRECISIONS[precision]
+    set_tf32(tf32)
+    if runner.device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
+    out = []
+    for width in widths:
+        batch = runner.batch(rows, width)
+        ms = []
+        for _ in range(2):
+            synchronize(runner.device)
+            start = time.perf_counter()
+            runner.step(batch, autocast)
+            synchronize(runner.device)
+            ms.append((time.perf_counter() - start) * 1000)
+        out.append({"rows": rows, "width": width, "first_ms": round(ms[0], 1), "next_ms": round(ms[1], 1)})
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    return out
+
+
 def fit_line(points: list[tuple[int, float]]) -> tuple[float, float]:
     """Least squares ``ms = fixed + per_position x positions``."""
     n = len(points)
@@ -161,6 +188,11 @@ def main() -> None:
     p.add_argument("--profile-steps", type=int, default=5)
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--num-labels", type=int, default=7)
+    p.add_argument(
+        "--new-shape-widths",
+        default="",
+        help="e.g. 24,40,56,72: time the first step at each unseen width, cuDNN attention on and off (GPU)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write the measurements here (JSON)")
     args = p.parse_args()
 
@@ -200,6 +232,18 @@ def main() -> None:
         }
         cells = " | ".join(f"{t:.1f}" for t in times)
         print(f"| {precision} | {cells} | {fixed:.1f} | {slope * 1000:.2f} |", flush=True)
+    widths = [int(x) for x in args.new_shape_widths.split(",") if x]
+    if widths:
+        result["new_shape_cost"] = {}
+        attention = (True, False) if device.type == "cuda" else (False,)
+        for precision in precisions:
+            for i, cudnn in enumerate(attention):
+                # rows - i: shapes neither setting has seen
+                rows = new_shape_cost(runner, args.rows - i, widths, precision, cudnn)
+                label = f"{precision}, cuDNN attention {'on' if cudnn else 'off'}"
+                result["new_shape_cost"][label] = rows
+                cells = ", ".join(f"{r['width']}: {r['first_ms']:.0f}/{r['next_ms']:.0f}" for r in rows)
+                print(f"new shapes ({label}), width: first/next step ms: {cells}", flush=True)
     if args.profile_length:
         result["profiles"] = []
         for precision in precisions:
