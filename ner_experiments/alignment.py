@@ -104,6 +104,31 @@ def _pieces_per_word(word_ids: Sequence[int | None], n_words: int) -> np.ndarray
     return np.bincount(ids, minlength=n_words) if n_words else np.zeros(0, dtype=np.int64)
 
 
+class _WindowCutter:
+    """Cuts windows of whole words out of one sentence's encoding, special tokens kept at both ends."""
+
+    def __init__(self, encoding: Any, row: int, word_ids: Sequence[int | None], budget: int) -> None:
+        self.columns = {
+            k: encoding[k][row] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoding
+        }
+        self.word_ids = list(word_ids)
+        self.budget = budget
+        n = len(self.word_ids)
+        self.prefix = next((p for p, w in enumerate(self.word_ids) if w is not None), n)
+        self.suffix_start = n - next((p for p, w in enumerate(reversed(self.word_ids)) if w is not None), n)
+        self.content = np.array(self.word_ids[self.prefix : self.suffix_start], dtype=np.int64)
+
+    def cut(self, w: Window) -> tuple[dict[str, list[list[int]]], list[int | None]]:
+        lo = self.prefix + int(np.searchsorted(self.content, w.start, side="left"))
+        hi = self.prefix + int(np.searchsorted(self.content, w.end - 1, side="right"))
+        hi = min(hi, lo + self.budget)  # a single word longer than the budget keeps its first pieces
+
+        def take(values: list) -> list:
+            return values[: self.prefix] + values[lo:hi] + values[self.suffix_start :]
+
+        return {k: [take(v)] for k, v in self.columns.items()}, take(self.word_ids)
+
+
 class FeatureBuilder:
     """Tokenize sentences in batches and build aligned, windowed features (a ``datasets.map`` function).
 
@@ -130,12 +155,15 @@ class FeatureBuilder:
     def _tokenize(self, sentences: list[list[str]]) -> Any:
         return self.tokenizer(sentences, is_split_into_words=True, truncation=False, add_special_tokens=True)
 
-    def _replace_empty_words(self, sentences: list[list[str]], encoding: Any) -> list[list[str]]:
+    def _replace_empty_words(
+        self, sentences: list[list[str]], encoding: Any, rows: Sequence[int] | None = None
+    ) -> list[list[str]]:
         """Words the tokenizer turns into nothing (e.g. a lone zero-width space) become the unknown token,
-        so they still get a position and a prediction."""
+        so they still get a position and a prediction (looking only at ``rows`` if given)."""
         fixed = list(sentences)
         unk = self.tokenizer.unk_token or "[UNK]"
-        for i, words in enumerate(sentences):
+        for i in range(len(sentences)) if rows is None else rows:
+            words = sentences[i]
             present = set(w for w in encoding.word_ids(i) if w is not None)
             if len(present) != len(words):
                 fixed[i] = [w if j in present else unk for j, w in enumerate(words)]
@@ -158,7 +186,7 @@ class FeatureBuilder:
             else:
                 long_rows.append(i)
         if long_rows:
-            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows)
+            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows, encoding)
         return out
 
     @staticmethod
@@ -166,12 +194,26 @@ class FeatureBuilder:
         keys = ["input_ids", "attention_mask", "labels", "word_index", "sentence_id", "length", "was_split"]
         return {k: [] for k in keys + (["token_type_ids"] if has_token_types else [])}
 
-    def _emit_windows(self, out, sentences, tags_batch, indices, word_ids, rows) -> None:
-        """Sentences longer than ``max_length``: plan overlapping windows and emit one feature per window."""
+    def _emit_windows(self, out, sentences, tags_batch, indices, word_ids, rows, encoding=None) -> None:
+        """Sentences longer than ``max_length``: plan overlapping windows and emit one feature per window.
+
+        A window's pieces are cut from the sentence's own ``encoding`` when the tokenizer gives a word
+        the same pieces wherever it stands (WordPiece, byte-level BPE with a prefix space, SentencePiece
+        that marks every word): checked on one window per batch against tokenizing the window's words
+        again, which is what happens otherwise. Cutting saves tokenizing long sentences twice.
+        """
         planned = []
         for i in rows:
             counts = _pieces_per_word(word_ids[i], len(sentences[i])).tolist()
             planned.append((i, plan_windows(counts, self.budget, self.stride)))
+        if encoding is not None and self._cutting_matches(encoding, sentences, word_ids, planned):
+            for i, windows in planned:
+                cutter = _WindowCutter(encoding, i, word_ids[i], self.budget)
+                for w in windows:
+                    piece_ids, piece_word_ids = cutter.cut(w)
+                    owned = (w.own_start, w.own_end)
+                    self._emit(out, piece_ids, 0, piece_word_ids, tags_batch[i], indices[i], owned, True)
+            return
         slices = [sentences[i][w.start : w.end] for i, windows in planned for w in windows]
         window_enc = self.tokenizer(
             slices, is_split_into_words=True, truncation=True, max_length=self.max_length
@@ -184,6 +226,30 @@ class FeatureBuilder:
                 owned = (w.own_start, w.own_end)
                 self._emit(out, window_enc, k, shifted, tags_batch[i], indices[i], owned, True)
                 k += 1
+
+    def _cutting_matches(self, encoding, sentences, word_ids, planned) -> bool:
+        """Whether a window cut from the sentence's pieces equals the window's words tokenized anew
+        (tried on the first window that does not start the sentence; once it differs, never cut again)."""
+        if getattr(self, "_cutting_failed", False):
+            return False
+        for i, windows in planned:
+            for w in windows:
+                if w.start == 0:
+                    continue
+                cut, cut_word_ids = _WindowCutter(encoding, i, word_ids[i], self.budget).cut(w)
+                fresh = self.tokenizer(
+                    [sentences[i][w.start : w.end]],
+                    is_split_into_words=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                )
+                same = all(cut[k][0] == fresh[k][0] for k in cut) and cut_word_ids == [
+                    None if x is None else x + w.start for x in fresh.word_ids(0)
+                ]
+                if not same:
+                    self._cutting_failed = True
+                return same
+        return False
 
     def _emit(self, out, encoding, row, word_ids, tags, sentence_id, owned, was_split) -> None:
         labels, word_index = align_labels_to_subwords(

