@@ -189,6 +189,7 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
             "validation": {"overall_f1": fast["validation"]["overall_f1"]},
             "test": {"overall_f1": fast["test"]["overall_f1"]},
             "precision": fast["run"]["precision"],
+            "torch_settings": fast["speed"].get("torch_settings", {}),
             "wall_seconds": round(wall_b, 1),
             "peak_rss_mib": round(rss_b),
         },
@@ -288,7 +289,8 @@ def format_table(r: dict) -> str:
     lines.append(
         f"(a) truncated {a['validation']['sentences_truncated']} validation / {a['test']['sentences_truncated']} test "
         "sentences; their cut words count as predicted O. (b) windows long sentences and predicts every word. "
-        f"(b) precision: {b['precision']}. Load average before/after: {r['load_average']}."
+        f"(b) precision: {b['precision']}, torch settings: {b.get('torch_settings', {})}. "
+        f"Load average before/after: {r['load_average']}."
     )
     busy = max(r["load_average"]) > 1.5 * (os.cpu_count() or 1)
     if busy:

@@ -151,6 +151,7 @@ class FeatureBuilder:
         self.stride = min(stride, self.budget // 2)
         self.label_all_subwords = label_all_subwords
         self.continuation_ids = list(continuation_ids)
+        self._cutting_failed = False  # set once a window cut from a sentence differed from tokenizing it
 
     def _tokenize(self, sentences: list[list[str]]) -> Any:
         return self.tokenizer(sentences, is_split_into_words=True, truncation=False, add_special_tokens=True)
@@ -230,7 +231,7 @@ class FeatureBuilder:
     def _cutting_matches(self, encoding, sentences, word_ids, planned) -> bool:
         """Whether a window cut from the sentence's pieces equals the window's words tokenized anew
         (tried on the first window that does not start the sentence; once it differs, never cut again)."""
-        if getattr(self, "_cutting_failed", False):
+        if self._cutting_failed:
             return False
         for i, windows in planned:
             for w in windows:

@@ -202,7 +202,7 @@ def test_windows_cut_from_the_sentence_equal_windows_tokenized_again(sample_data
     cut = ds.map(cutting, **kwargs)
     assert sum(cut["was_split"]) > 20
     assert cut.to_dict() == ds.map(tokenizing, **kwargs).to_dict()
-    assert not getattr(cutting, "_cutting_failed", False)  # every one of these cut its windows
+    assert not cutting._cutting_failed  # every one of these cut its windows
 
 
 def test_windows_are_tokenized_again_when_cutting_would_differ(sample_data, tokenizer, monkeypatch):
