@@ -46,9 +46,7 @@ class StepRunner:
             model_dir, num_labels=num_labels, dtype=torch.float32
         ).to(device)
         self.model.train()
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=2e-5, weight_decay=0.01, fused=device.type in ("cuda", "cpu")
-        )
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=2e-5, weight_decay=0.01, fused=True)
         self.vocab = self.model.config.vocab_size
         self.num_labels = num_labels
 

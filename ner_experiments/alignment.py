@@ -154,7 +154,11 @@ class FeatureBuilder:
         self._cutting_failed = False  # set once a window cut from a sentence differed from tokenizing it
 
     def _tokenize(self, sentences: list[list[str]]) -> Any:
-        return self.tokenizer(sentences, is_split_into_words=True, truncation=False, add_special_tokens=True)
+        # verbose=False: no "sequence length is longer than ... will result in indexing errors" warning,
+        # which does not apply here: sentences longer than max_length become windows.
+        return self.tokenizer(
+            sentences, is_split_into_words=True, truncation=False, add_special_tokens=True, verbose=False
+        )
 
     def _replace_empty_words(
         self, sentences: list[list[str]], encoding: Any, rows: Sequence[int] | None = None

@@ -225,6 +225,32 @@ def test_windows_are_tokenized_again_when_cutting_would_differ(sample_data, toke
     assert builder._cutting_failed
 
 
+def test_long_sentences_raise_no_indexing_errors_warning(tmp_path):
+    """Sentences longer than the model become windows: transformers' "will result in indexing errors"
+    warning does not apply and is not logged."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    messages: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    logger = hf_logging.get_logger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    try:
+        words = [f"w{i}" for i in range(700)]
+        tok = build_tiny_tokenizer(words, vocab_size=800, lowercase=False, out_dir=tmp_path / "tok")
+        ds = Dataset.from_dict({"tokens": [words], "tags": [[0] * len(words)]})
+        builder = BatchFeatureBuilder(tok, 512, 64, False, [0])
+        features = ds.map(builder, batched=True, with_indices=True, remove_columns=ds.column_names)
+        assert len(features) > 1
+        assert not [m for m in messages if "indexing errors" in m]
+        tok([words], is_split_into_words=True)  # the same sentence through the tokenizer directly does warn
+        assert [m for m in messages if "indexing errors" in m]
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_tokenizer_fingerprint_ignores_the_backends_call_state(tokenizer):
     before = tokenizer_fingerprint(tokenizer)
     tokenizer([["a", "b"]], is_split_into_words=True, truncation=True, max_length=5, padding="max_length")
