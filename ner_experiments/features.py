@@ -55,16 +55,19 @@ class _PatchedEncoding:
     def __init__(self, base: Any, rows: list[int], patch: Any) -> None:
         self._base, self._patch = base, patch
         self._row_in_patch = {row: j for j, row in enumerate(rows)}
+        self._columns: dict[str, list] = {}  # read once per long sentence when windows are cut
 
     def __contains__(self, key: str) -> bool:
         return key in self._base
 
     def __getitem__(self, key: str) -> list:
-        column = list(self._base[key])
-        replacement = self._patch[key]
-        for row, j in self._row_in_patch.items():
-            column[row] = replacement[j]
-        return column
+        if key not in self._columns:
+            column = list(self._base[key])
+            replacement = self._patch[key]
+            for row, j in self._row_in_patch.items():
+                column[row] = replacement[j]
+            self._columns[key] = column
+        return self._columns[key]
 
     def word_ids(self, row: int) -> list[int | None]:
         j = self._row_in_patch.get(row)
