@@ -119,6 +119,11 @@ class TrainerConfig:
     # transformers' own default today: one fused kernel for the AdamW update (same algorithm as adamw_torch)
     optim: str = "adamw_torch_fused"
     torch_compile: bool = False
+    # CPU: the word-embedding matrix gets its gradient as the batch's rows and AdamW updates only the rows
+    # that have been in a batch (the others only decay): the same updates as dense AdamW, without filling,
+    # clipping and stepping the whole matrix every step (see embedding_updates.py). Needs optim=adamw_torch
+    # or adamw_torch_fused; ignored on GPUs, with fp16, torch_compile or several processes.
+    sparse_embedding_updates: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False  # force CPU even when a GPU is present
 

@@ -26,6 +26,11 @@ from transformers import DataCollatorForTokenClassification, Trainer, TrainingAr
 from ner_experiments.config import to_plain_dict, validate_config
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
+from ner_experiments.embedding_updates import (
+    RowSparseAdamW,
+    clip_grad_norm_with_sparse,
+    use_sparse_embedding_gradient,
+)
 from ner_experiments.errors import ConfigError
 from ner_experiments.evaluation import evaluate_split
 from ner_experiments.feature_cache import build_features_cached
@@ -87,10 +92,12 @@ class NerTrainer(Trainer):
         strict_iob2: bool,
         autocast_dtype: torch.dtype | None,
         train_sampling: str = "random",
+        sparse_gradients: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.train_sampling = train_sampling
+        self.sparse_gradients = sparse_gradients
         self.eval_sets = eval_sets
         self.label_names = label_names
         self.strict_iob2 = strict_iob2
@@ -109,6 +116,16 @@ class NerTrainer(Trainer):
             self.args.train_batch_size,
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
+
+    def _clip_grad_norm(self, model: Any) -> Any:
+        if not self.sparse_gradients:
+            return super()._clip_grad_norm(model)
+        return clip_grad_norm_with_sparse(model.parameters(), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model: Any, grad_norm: Any = None) -> Any:
+        if grad_norm is None and self.sparse_gradients:
+            grad_norm = clip_grad_norm_with_sparse(model.parameters(), float("inf"))
+        return super()._get_grad_norm(model, grad_norm=grad_norm)
 
     def score(self, split: str, show_progress: bool = True) -> dict[str, Any]:
         eval_set = self.eval_sets[split]
@@ -313,6 +330,37 @@ def build_training_arguments(
     )
 
 
+def sparse_embedding_optimizer(
+    cfg: DictConfig, args: TrainingArguments, model: Any, precision: str
+) -> tuple[type[torch.optim.Optimizer], dict[str, Any]] | None:
+    """``trainer.sparse_embedding_updates``: the optimizer for row-sparse embedding gradients, when it applies.
+
+    Switches the model's word embedding to sparse gradients and returns the optimizer class and arguments
+    for the Trainer (AdamW's own, as ``trainer.optim`` gives them), or None (logging why) where it does not apply.
+    """
+    t = cfg.trainer
+    if not t.sparse_embedding_updates:
+        return None
+    reason = None
+    if torch.cuda.is_available() and not t.use_cpu:
+        reason = "on a GPU AdamW is one fused launch and the embedding gradient is cheap"
+    elif precision == "fp16":
+        reason = "precision=fp16 scales gradients for the loss scaler"
+    elif t.torch_compile:
+        reason = "torch_compile=true"
+    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        reason = "several processes average dense gradients"
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    if reason is None and optimizer_cls is not torch.optim.AdamW:
+        reason = f"optim={t.optim} is not torch's AdamW (adamw_torch or adamw_torch_fused)"
+    if reason is None and not use_sparse_embedding_gradient(model):
+        reason = "the model's input embedding is not a plain nn.Embedding of its own"
+    if reason is not None:
+        log.info("trainer.sparse_embedding_updates: not used (%s)", reason)
+        return None
+    return RowSparseAdamW, kwargs
+
+
 def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     """Train and evaluate as configured; returns the objective (by default validation overall F1)."""
     ctx = prepare_run(cfg, run_dir)
@@ -372,6 +420,8 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             )
         )
         throughput = TrainThroughputCallback(collator)
+        optimizer_cls_and_kwargs = sparse_embedding_optimizer(cfg, args, model, precision)
+        speed_settings["sparse_embedding_updates"] = optimizer_cls_and_kwargs is not None
         trainer = NerTrainer(
             model=model,
             args=args,
@@ -385,8 +435,11 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             strict_iob2=cfg.metrics.strict_iob2,
             autocast_dtype=autocast,
             train_sampling=cfg.trainer.train_sampling,
+            sparse_gradients=optimizer_cls_and_kwargs is not None,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
         )
         train_output = trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
+        use_sparse_embedding_gradient(model, False)
         _raise_if_pruned(callbacks)
 
         validation, validation_s = trainer.score_best_validation()
