@@ -121,7 +121,8 @@ class TrainerConfig:
     torch_compile: bool = False
     # CPU: the word-embedding matrix gets its gradient as the batch's rows and AdamW updates only the rows
     # that have been in a batch (the others only decay): the same updates as dense AdamW, without filling,
-    # clipping and stepping the whole matrix every step (see embedding_updates.py). Needs optim=adamw_torch
+    # clipping and stepping the whole matrix every step (embedding_updates.py; mBERT-sized steps 1.48x as
+    # fast on a 2-core CPU, MiniLM 1.01x). Needs optim=adamw_torch
     # or adamw_torch_fused; ignored on GPUs, with fp16, torch_compile or several processes.
     sparse_embedding_updates: bool = False
     dataloader_num_workers: int = 0
