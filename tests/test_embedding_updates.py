@@ -118,6 +118,15 @@ def test_same_result_with_gradient_accumulation_and_no_clipping():
     _assert_same_parameters(dense, sparse)
 
 
+def test_same_result_under_cpu_bf16_autocast():
+    """precision=bf16 on CPU (autocast): the embedding stays fp32, its sparse gradient too."""
+    (dense, dense_opt), (sparse, sparse_opt) = _dense_and_sparse()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _train(dense, dense_opt, 6, sparse=False)
+        _train(sparse, sparse_opt, 6, sparse=True)
+    _assert_same_parameters(dense, sparse)
+
+
 def test_resumed_from_a_checkpoint_training_continues_the_same():
     """The state has torch AdamW's shapes: it resumes in RowSparseAdamW or in plain AdamW alike."""
     (dense, dense_opt), (sparse, sparse_opt) = _dense_and_sparse()
