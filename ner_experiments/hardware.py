@@ -27,6 +27,11 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & flags)
 
 
+def runs_on_gpu(use_cpu: bool = False) -> bool:
+    """Whether training runs on a GPU: one is present and ``trainer.use_cpu`` does not force the CPU."""
+    return torch.cuda.is_available() and not use_cpu
+
+
 def resolve_precision(requested: str, use_cpu: bool = False) -> str:
     """``auto`` → bf16 autocast on CPUs that run bf16 natively (AVX512-BF16/AMX), else fp32.
 
@@ -39,7 +44,7 @@ def resolve_precision(requested: str, use_cpu: bool = False) -> str:
     """
     if requested != "auto":
         return requested
-    if torch.cuda.is_available() and not use_cpu:
+    if runs_on_gpu(use_cpu):
         return "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
@@ -59,7 +64,7 @@ def configure_torch_for_speed(use_cpu: bool = False) -> dict[str, object]:
     processes that oversubscribes the cores, so each process gets its share unless ``OMP_NUM_THREADS`` is set.
     """
     settings: dict[str, object] = {}
-    if torch.cuda.is_available() and not use_cpu:
+    if runs_on_gpu(use_cpu):
         if torch.cuda.get_device_capability()[0] >= 8:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -84,6 +89,6 @@ def configure_torch_for_speed(use_cpu: bool = False) -> dict[str, object]:
 
 def effective_pad_to_multiple_of(requested: int | None, use_cpu: bool = False) -> int | None:
     """Padding to a multiple of 8 feeds GPU tensor cores; on a CPU it only adds padding, so it is dropped."""
-    if requested and torch.cuda.is_available() and not use_cpu:
+    if requested and runs_on_gpu(use_cpu):
         return requested
     return None

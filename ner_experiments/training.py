@@ -40,6 +40,7 @@ from ner_experiments.hardware import (
     describe_hardware,
     effective_pad_to_multiple_of,
     resolve_precision,
+    runs_on_gpu,
 )
 from ner_experiments.metrics import format_metrics_table
 from ner_experiments.modeling import (
@@ -194,6 +195,11 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def _several_processes() -> bool:
+    """Launched by torchrun (or another launcher) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def _hydra_run_dir_and_overrides() -> tuple[Path, list[str]]:
     from hydra.core.hydra_config import HydraConfig
 
@@ -322,9 +328,7 @@ def build_training_arguments(
         run_name=run_name,
         remove_unused_columns=False,
         save_only_model=False,
-        ddp_backend="gloo"
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        else None,
+        ddp_backend="gloo" if _several_processes() and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,
     )
@@ -341,24 +345,24 @@ def sparse_embedding_optimizer(
     t = cfg.trainer
     if not t.sparse_embedding_updates:
         return None
-    reason = None
-    if torch.cuda.is_available() and not t.use_cpu:
+    if runs_on_gpu(t.use_cpu):
         reason = "on a GPU AdamW is one fused launch and the embedding gradient is cheap"
     elif precision == "fp16":
         reason = "precision=fp16 scales gradients for the loss scaler"
     elif t.torch_compile:
         reason = "torch_compile=true"
-    elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    elif _several_processes():
         reason = "several processes average dense gradients"
-    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-    if reason is None and optimizer_cls is not torch.optim.AdamW:
-        reason = f"optim={t.optim} is not torch's AdamW (adamw_torch or adamw_torch_fused)"
-    if reason is None and not use_sparse_embedding_gradient(model):
-        reason = "the model's input embedding is not a plain nn.Embedding of its own"
-    if reason is not None:
-        log.info("trainer.sparse_embedding_updates: not used (%s)", reason)
-        return None
-    return RowSparseAdamW, kwargs
+    else:
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        if optimizer_cls is not torch.optim.AdamW:
+            reason = f"optim={t.optim} is not torch's AdamW (adamw_torch or adamw_torch_fused)"
+        elif not use_sparse_embedding_gradient(model):
+            reason = "the model's input embedding is not a plain nn.Embedding of its own"
+        else:
+            return RowSparseAdamW, kwargs
+    log.info("trainer.sparse_embedding_updates: not used (%s)", reason)
+    return None
 
 
 def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
