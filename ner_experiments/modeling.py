@@ -130,7 +130,9 @@ def build_tiny_tokenizer(
 ) -> BertTokenizerFast:
     """A WordPiece tokenizer trained on the given words; saved to ``out_dir`` when one is given.
 
-    Training is deterministic, so every DDP rank builds the same tokenizer and only one needs to save it.
+    Not repeatable: the tokenizers library breaks ties between equally frequent merges in hash-map order,
+    so two processes can build different vocabularies from the same words (run_training builds it once,
+    on the main process, and every DDP rank loads the saved files). Save it to reuse it.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 

@@ -26,6 +26,7 @@ from transformers import DataCollatorForTokenClassification, Trainer, TrainingAr
 from ner_experiments.config import to_plain_dict, validate_config
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
+from ner_experiments.dropout_masks import use_cpu_dropout
 from ner_experiments.embedding_updates import (
     RowSparseAdamW,
     clip_grad_norm_with_sparse,
@@ -365,6 +366,19 @@ def sparse_embedding_optimizer(
     return None
 
 
+def apply_fast_cpu_dropout(cfg: DictConfig, model: Any) -> bool:
+    """``trainer.fast_cpu_dropout``: swap the model's dropout for :class:`CpuDropout` where it applies."""
+    if not cfg.trainer.fast_cpu_dropout:
+        return False
+    if runs_on_gpu(cfg.trainer.use_cpu):
+        log.info("trainer.fast_cpu_dropout: not used (on a GPU torch's dropout is one fused kernel)")
+        return False
+    swapped = use_cpu_dropout(model)
+    if not swapped:
+        log.info("trainer.fast_cpu_dropout: not used (the model has no nn.Dropout modules)")
+    return swapped > 0
+
+
 def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     """Train and evaluate as configured; returns the objective (by default validation overall F1)."""
     ctx = prepare_run(cfg, run_dir)
@@ -426,6 +440,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         throughput = TrainThroughputCallback(collator)
         optimizer_cls_and_kwargs = sparse_embedding_optimizer(cfg, args, model, precision)
         speed_settings["sparse_embedding_updates"] = optimizer_cls_and_kwargs is not None
+        speed_settings["fast_cpu_dropout"] = apply_fast_cpu_dropout(cfg, model)
         trainer = NerTrainer(
             model=model,
             args=args,
@@ -444,6 +459,7 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         )
         train_output = trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
         use_sparse_embedding_gradient(model, False)
+        use_cpu_dropout(model, False)
         _raise_if_pruned(callbacks)
 
         validation, validation_s = trainer.score_best_validation()

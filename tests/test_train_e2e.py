@@ -68,25 +68,6 @@ def test_quickstart_log_reports_split_sentences(quickstart_run):
     assert "were split into overlapping windows" in log
 
 
-@pytest.fixture(scope="module")
-def tiny_local_model(tmp_path_factory) -> Path:
-    """A saved tiny BERT with its own WordPiece tokenizer, standing in for a Hub model folder."""
-    from ner_experiments.config import ModelConfig
-    from ner_experiments.modeling import build_tiny_model, build_tiny_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    words = []
-    for lang in ("bn", "en"):
-        for line in (
-            (REPO_ROOT / "ner_experiments" / "sample_data" / lang / "train.jsonl").read_text().splitlines()
-        ):
-            words += json.loads(line)["tokens"]
-    tokenizer = build_tiny_tokenizer(words, 2000, False, folder)
-    model = build_tiny_model(ModelConfig(name="t", source="tiny"), tokenizer, ["O", "B-X", "I-X"])
-    model.save_pretrained(folder)
-    return folder
-
-
 def test_wikiann_bn_and_mbert_code_path_from_local_hub_layout(tmp_path, tiny_local_model):
     """dataset=wikiann_bn model=mbert_cased, with the Hub repo and model replaced by local folders."""
     rows = {}
