@@ -61,10 +61,15 @@ class FeatureBuildReport:
         }
 
 
+def cache_subdir(cache_dir: str | Path | None, name: str) -> Path:
+    """``<cache_dir>/<name>``, or the same under the Hugging Face datasets cache when cache_dir is null."""
+    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
+    return root.expanduser() / name
+
+
 def feature_cache_dir(cache_dir: str | Path | None) -> Path:
     """``<cache_dir>/ner_features``, or the same under the Hugging Face datasets cache."""
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
-    return root.expanduser() / CACHE_SUBDIR
+    return cache_subdir(cache_dir, CACHE_SUBDIR)
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

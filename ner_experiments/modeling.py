@@ -5,7 +5,10 @@ Weights are loaded and saved as safetensors only and ``trust_remote_code`` stays
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,11 +23,14 @@ from transformers import (
 
 from ner_experiments.config import ModelConfig
 from ner_experiments.errors import ModelLoadError
+from ner_experiments.feature_cache import cache_subdir
 from ner_experiments.offline import is_network_error, offline_advice
 
 log = logging.getLogger(__name__)
 
 MAX_LENGTH_CAP = 512
+TINY_TOKENIZER_SUBDIR = "ner_tiny_tokenizers"
+TINY_TOKENIZER_FORMAT = 1  # bump when build_tiny_tokenizer changes what it builds
 TOKENIZER_FILES = (
     "tokenizer.json",
     "vocab.txt",
@@ -131,8 +137,8 @@ def build_tiny_tokenizer(
     """A WordPiece tokenizer trained on the given words; saved to ``out_dir`` when one is given.
 
     Not repeatable: the tokenizers library breaks ties between equally frequent merges in hash-map order,
-    so two processes can build different vocabularies from the same words (run_training builds it once,
-    on the main process, and every DDP rank loads the saved files). Save it to reuse it.
+    so two processes can build different vocabularies from the same words. Runs get theirs from
+    :func:`cached_tiny_tokenizer`, which builds it once per set of words and options.
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
@@ -159,6 +165,36 @@ def build_tiny_tokenizer(
         out_dir.mkdir(parents=True, exist_ok=True)
         fast.save_pretrained(str(out_dir))
     return fast
+
+
+def cached_tiny_tokenizer(
+    words: list[str], vocab_size: int, lowercase: bool, cache_dir: str | Path | None, out_dir: Path
+) -> None:
+    """Write the tiny tokenizer for these words and options to ``out_dir``, built once and then reused.
+
+    WordPiece training does not repeat (see :func:`build_tiny_tokenizer`), so without this two runs with
+    the same seed and data would train different models, and every sweep trial would get a tokenizer
+    of its own. The first build is kept under ``<paths.cache_dir>/ner_tiny_tokenizers/<hash of the
+    words, vocab_size, lowercase and the tokenizers version>/``; later runs copy it from there.
+    """
+    import tokenizers
+
+    h = hashlib.sha256(f"{TINY_TOKENIZER_FORMAT}|{tokenizers.__version__}|{vocab_size}|{lowercase}|".encode())
+    h.update("\x1f".join(words).encode())
+    folder = cache_subdir(cache_dir, TINY_TOKENIZER_SUBDIR) / h.hexdigest()[:32]
+    if not (folder / "tokenizer.json").is_file():
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        build_tiny_tokenizer(words, vocab_size, lowercase, partial)
+        try:
+            os.replace(partial, folder)  # whole or not at all
+            log.info("Tiny tokenizer built and cached in %s", folder)
+        except OSError:  # another process put its build there first: use that one
+            shutil.rmtree(partial, ignore_errors=True)
+            log.info("Tiny tokenizer reused from %s (another run built it meanwhile)", folder)
+    else:
+        log.info("Tiny tokenizer reused from %s", folder)
+    shutil.copytree(folder, out_dir)
 
 
 def build_tiny_model(cfg: ModelConfig, tokenizer: Any, label_names: list[str]) -> Any:

@@ -46,7 +46,7 @@ from ner_experiments.hardware import (
 from ner_experiments.metrics import format_metrics_table
 from ner_experiments.modeling import (
     build_tiny_model,
-    build_tiny_tokenizer,
+    cached_tiny_tokenizer,
     load_model,
     load_tokenizer,
     resolve_max_length,
@@ -248,16 +248,18 @@ def build_tokenizer_and_model(cfg: DictConfig, data: NerData, ctx: RunContext) -
         _check_resume_labels(ctx.resume_checkpoint, data.label_names)
     if cfg.model.source == "tiny":
         tok_dir = ctx.run_dir / "tiny_tokenizer"
-        # WordPiece training breaks ties differently in each process: under DDP rank 0 builds and
-        # saves the tokenizer (renamed into place when complete) and the other ranks load that one.
+        # WordPiece training breaks ties differently in each process: the main process takes the
+        # tokenizer for these words from the cache (building it once), copies it into the run dir
+        # (renamed into place when complete), and the other DDP ranks load that copy.
         from transformers import AutoTokenizer
 
         reuse = ctx.resume_checkpoint and (tok_dir / "tokenizer.json").is_file()
         if _is_main_process() and not reuse:
-            words = (w for tokens in data.splits["train"]["tokens"] for w in tokens)
+            words = [w for tokens in data.splits["train"]["tokens"] for w in tokens]
             tmp_dir = tok_dir.with_name(tok_dir.name + ".tmp")
             shutil.rmtree(tmp_dir, ignore_errors=True)
-            build_tiny_tokenizer(words, cfg.model.tiny.vocab_size, cfg.model.tiny.lowercase, tmp_dir)
+            tiny = cfg.model.tiny
+            cached_tiny_tokenizer(words, tiny.vocab_size, tiny.lowercase, cfg.paths.cache_dir, tmp_dir)
             shutil.rmtree(tok_dir, ignore_errors=True)
             os.replace(tmp_dir, tok_dir)
         _wait_for(tok_dir / "tokenizer.json", timeout_s=600)
@@ -372,6 +374,9 @@ def apply_fast_cpu_dropout(cfg: DictConfig, model: Any) -> bool:
         return False
     if runs_on_gpu(cfg.trainer.use_cpu):
         log.info("trainer.fast_cpu_dropout: not used (on a GPU torch's dropout is one fused kernel)")
+        return False
+    if cfg.trainer.torch_compile:
+        log.info("trainer.fast_cpu_dropout: not used (torch_compile=true compiles torch's dropout)")
         return False
     swapped = use_cpu_dropout(model)
     if not swapped:

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from tests.conftest import SHARED_DATA
@@ -66,6 +68,28 @@ def test_quickstart_log_reports_split_sentences(quickstart_run):
     _, out = quickstart_run
     log = (_only_run_dir(out) / "train.log").read_text()
     assert "were split into overlapping windows" in log
+
+
+def test_quickstart_twice_with_the_same_seed_trains_the_same_model(tmp_path):
+    """model=tiny builds its WordPiece tokenizer once per data set (training it is not repeatable)."""
+    weights, logs = [], []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        result = run_train(
+            "experiment=quickstart",
+            "trainer.num_train_epochs=1",
+            "run_test=false",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+            f"paths.output_dir={out}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        run_dir = _only_run_dir(out)
+        weights.append(load_file(run_dir / "model" / "model.safetensors"))
+        logs.append((run_dir / "train.log").read_text())
+    assert "Tiny tokenizer built and cached" in logs[0]
+    assert "Tiny tokenizer reused" in logs[1]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_wikiann_bn_and_mbert_code_path_from_local_hub_layout(tmp_path, tiny_local_model):
