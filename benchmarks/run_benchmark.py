@@ -3,12 +3,15 @@
     pip install -e '.[bench]'
     python benchmarks/run_benchmark.py                      # both data sets, ~15 minutes on 2 CPU cores
     python benchmarks/run_benchmark.py --datasets wikiann --wikiann-train 1000
+    python benchmarks/run_benchmark.py --datasets wikiann --epochs 3 --pairs 3    # median of 3 pairs
 
 For each data set it runs, one after the other in fresh processes: (a) ``benchmarks/tutorial_recipe.py``;
 (b) ``train.py trainer=fast`` with an empty feature cache; then (c) the feature building of (b) again
 in this process, which must come from the cache. It prints a table per data set and writes all
 measurements to ``<out>/results.json``. Training throughput counts only training steps (evaluation and
 checkpoint writes excluded) on both sides; F1 is word level on both sides (see tutorial_recipe.py).
+With ``--pairs N`` it trains (a) and (b) N times in turn and also reports every pair's training
+samples/s and the median ratio: on a shared VM one pair can be off by 20%.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -173,6 +177,20 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
     wall_b, rss_b = run_child([py, "train.py", *overrides], work / "fast.log")
     fast = json.loads((run_dir / "metrics.json").read_text())
     preprocessing = preprocessing_side_by_side(overrides, work)
+    pairs = [[recipe["train"]["samples_per_second"], fast["speed"]["train"]["samples_per_second"]]]
+    for number in range(2, args.pairs + 1):
+        pair_dir = work / f"pair{number}"
+        pair_dir.mkdir(exist_ok=True)
+        run_recipe(name, data_dir, n_train, n_eval, args, pair_dir, pair_dir / "recipe.json")
+        pair_run = pair_dir / "fast_run"
+        pair_overrides = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+        run_child([py, "train.py", *pair_overrides, f"hydra.run.dir={pair_run}"], pair_dir / "fast.log")
+        pairs.append(
+            [
+                json.loads((pair_dir / "recipe.json").read_text())["train"]["samples_per_second"],
+                json.loads((pair_run / "metrics.json").read_text())["speed"]["train"]["samples_per_second"],
+            ]
+        )
     load_after = load_average()
     return {
         "dataset": name,
@@ -194,6 +212,7 @@ def bench_dataset(name: str, data_dir: str, n_train: int, n_eval: int, args, out
             "peak_rss_mib": round(rss_b),
         },
         "preprocessing": preprocessing,
+        "training_pairs": pairs,
         "load_average": [round(load_before, 2), round(load_after, 2)],
     }
 
@@ -292,6 +311,14 @@ def format_table(r: dict) -> str:
         f"(b) precision: {b['precision']}, torch settings: {b.get('torch_settings', {})}. "
         f"Load average before/after: {r['load_average']}."
     )
+    pairs = r.get("training_pairs", [])
+    if len(pairs) > 1:
+        ratios = sorted(b_sps / a_sps for a_sps, b_sps in pairs)
+        each = ", ".join(f"{a_sps:.1f} → {b_sps:.1f} ({b_sps / a_sps:.2f}x)" for a_sps, b_sps in pairs)
+        lines.append(
+            f"Training samples/s in {len(pairs)} (a)/(b) pairs run in turn: {each}; "
+            f"median ratio {statistics.median(ratios):.2f}x."
+        )
     busy = max(r["load_average"]) > 1.5 * (os.cpu_count() or 1)
     if busy:
         lines.append(
@@ -331,8 +358,19 @@ def main() -> None:
         metavar="RESULTS_DIR",
         help="take (a) from an earlier run of this benchmark (same model, sizes, epochs, seed) instead of rerunning it",
     )
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=1,
+        help="run (a) and (b) training this many times in turn and report the median ratio "
+        "(a shared VM's speed drifts by 10-25%% between runs); the table shows the first pair",
+    )
     p.add_argument("--out", default=None, help="default: benchmarks/results/<date-time>")
     args = p.parse_args()
+    if args.pairs < 1:
+        p.error("--pairs must be at least 1")
+    if args.pairs > 1 and args.recipe_from:
+        p.error("--pairs runs the recipe again in every pair: leave out --recipe-from")
     args.model = args.model or default_model()
     out = Path(args.out or ROOT / "benchmarks/results" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,8 @@ the cache returns identical features and is invalidated by anything the features
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -349,6 +351,38 @@ def test_benchmark_table_formats_a_result():
     )
     assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table
     assert "| preprocessing, sentences/s (cached rerun) | 100.0 | 5,000.0 | 50.00x |" in table
+    assert "pairs run in turn" not in table  # one pair: the table says it all
+    table = module.format_table(
+        {
+            "dataset": "wikiann",
+            "train_sentences": 1,
+            "eval_sentences": 1,
+            "epochs": 1.0,
+            "recipe": side,
+            "fast": fast,
+            "preprocessing": {
+                "sentences_per_second": {"recipe": 100.0, "first_run": 150.0, "cached": 5000.0}
+            },
+            "training_pairs": [[10.0, 25.0], [8.0, 24.0], [10.0, 22.0]],
+            "load_average": [1.0, 1.0],
+        }
+    )
+    assert (
+        "Training samples/s in 3 (a)/(b) pairs run in turn: 10.0 → 25.0 (2.50x), 8.0 → 24.0 (3.00x), "
+        "10.0 → 22.0 (2.20x); median ratio 2.50x." in table
+    )
+
+
+def test_benchmark_pairs_option_is_checked_before_anything_runs(tmp_path):
+    script = str(REPO_ROOT / "benchmarks" / "run_benchmark.py")
+    for extra, message in (
+        (["--pairs", "0"], "--pairs must be at least 1"),
+        (["--pairs", "2", "--recipe-from", str(tmp_path)], "leave out --recipe-from"),
+    ):
+        result = subprocess.run(
+            [sys.executable, script, "--out", str(tmp_path / "out"), *extra], capture_output=True, text=True
+        )
+        assert result.returncode == 2 and message in result.stderr
 
 
 def _load_benchmark_module():
