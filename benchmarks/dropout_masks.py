@@ -12,7 +12,6 @@ prints ms per step, the ratio, and the share of elements (b) dropped.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -24,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from step_turns import (  # noqa: E402  (this script's folder is on sys.path)
     Turn,
-    add_arguments,
     load_model_and_batches,
     param_groups,
+    parse_arguments,
     print_header,
     print_table,
     time_in_turns,
@@ -41,11 +40,7 @@ from ner_experiments.embedding_updates import (  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser, warmup=30, steps=100)
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, warmup=30, steps=100)
     model_dir, tokenizer, batches, base = load_model_and_batches(args)
 
     turns = {}

