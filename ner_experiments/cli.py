@@ -7,12 +7,14 @@ import difflib
 import logging
 import os
 import sys
+import tempfile
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ner_experiments.config import TrainConfig, register_configs, validate_config
@@ -35,19 +37,37 @@ def run_task(cfg: DictConfig) -> float:
     """Hydra task function: train as configured and return the objective for a sweeper.
 
     A user error (bad config value, bad data, unreachable model) becomes one line on stderr and exit
-    code 2, unless running under a multirun, where it is raised so the sweeper records the failure.
+    code 2, and a run that failed before training leaves no run dir behind; under a multirun the error
+    is raised instead, so the sweeper records the failure.
     """
     try:
         validate_config(cfg)  # fail fast: a bad value is reported before the slow torch/transformers imports
-        from ner_experiments.training import run_training
+        from ner_experiments.publishing.push import check_push_possible
+
+        check_push_possible(cfg.hub)  # a hub=push that could not upload is refused before any training
+        from ner_experiments.train import run_training
 
         return run_training(cfg)
     except NerExperimentError as err:
-        log.error("%s", err)
         if _in_multirun():
             raise
+        _remove_unfinished_start()
         print(f"error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def _remove_unfinished_start() -> None:
+    """Delete this launch's run dir when it holds no checkpoint and no result (a failed start)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from ner_experiments.run_dirs import CHECKPOINTS_DIR, METRICS_FILE, remove_run_dir
+
+    if not HydraConfig.initialized() or int(os.environ.get("RANK", "0")) != 0:
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and not (run_dir / CHECKPOINTS_DIR).exists() and not (run_dir / METRICS_FILE).exists():
+        logging.shutdown()  # close train.log before its folder goes
+        remove_run_dir(run_dir)
 
 
 def _in_multirun() -> bool:
@@ -68,10 +88,10 @@ def unknown_key_message(override: str) -> str | None:
     Hydra itself reports a misspelt key as "Key 'x' not in 'TrainerConfig'" without the keys that do
     exist; this check runs first and lists them, with the closest match.
     """
-    if override.startswith(("+", "~", "-")) or "=" not in override:
+    if override.startswith(("~", "-")) or "=" not in override:
         return None
-    key = override.split("=", 1)[0]
-    if key.startswith("hydra") or "/" in key or "." not in key:
+    key = override.split("=", 1)[0].lstrip("+")  # an added key must exist in the schema too
+    if key.startswith("hydra") or "/" in key or ("." not in key and (CONFIG_DIR / key).is_dir()):
         return None  # Hydra's own keys and config-group choices are checked by Hydra, which lists options
     node: Any = TrainConfig
     path: list[str] = []
@@ -88,6 +108,33 @@ def unknown_key_message(override: str) -> str | None:
         hints = typing.get_type_hints(node)
         node = hints[part]
     return None
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: refuse, in one line, a ``paths.output_dir`` that cannot be written, before Hydra
+    creates the run dir in it (which would end in a traceback)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_output_dir(str(config.paths.output_dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_output_dir(str(config.paths.output_dir))
+
+
+def check_output_dir(output_dir: str) -> None:
+    folder = Path(output_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        print(
+            f"error: paths.output_dir={output_dir} cannot be written ({reason}): "
+            "give a folder you can write to, e.g. paths.output_dir=$HOME/ner-outputs",
+            file=sys.stderr,
+        )
+        sys.exit(2)
 
 
 def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:

@@ -60,15 +60,14 @@ class DatasetConfig:
 
 @dataclass
 class TinyModelConfig:
-    """Shape of the randomly initialised BERT used by ``model=tiny`` (quickstart and tests only)."""
+    """Shape of the randomly initialised BERT used by ``model=tiny`` (quickstart and tests only); its
+    tokenizer is the one shipped with the sample data (``ner_experiments/sample_data/tiny_tokenizer``)."""
 
     hidden_size: int = 64
     num_hidden_layers: int = 2
     num_attention_heads: int = 2
     intermediate_size: int = 128
-    vocab_size: int = 3000
     max_position_embeddings: int = 512
-    lowercase: bool = False
 
 
 @dataclass
@@ -106,10 +105,10 @@ class TrainerConfig:
     logging_steps: int = 50
     save_total_limit: int = 2  # checkpoints kept for resuming (the best one is always kept)
     # auto | fp32 | bf16 | fp16 ; auto = bf16 autocast on CPUs with AVX512-BF16/AMX, fp32 + TF32 on GPUs
-    # (small batches are launch-bound there; see hardware.resolve_precision), else fp32
+    # (see hardware.resolve_precision), else fp32. Evaluation is always in fp32, as the model is saved.
     precision: str = "fp32"
     # random | group_by_length (transformers' mega-batches of <= 50 batches) | length_buckets (batches cut
-    # from length-sorted buckets of 100 batches, served in random order: the least padding, see sampling.py)
+    # from length-sorted buckets of 100 batches, served in random order: the least padding; sampling.py)
     train_sampling: str = "random"
     # Training sentences longer than this many pieces are split into overlapping windows (stride
     # min(model.window_stride, length / 4)); null = model.max_length. Evaluation always uses model.max_length.
@@ -119,17 +118,6 @@ class TrainerConfig:
     # transformers' own default today: one fused kernel for the AdamW update (same algorithm as adamw_torch)
     optim: str = "adamw_torch_fused"
     torch_compile: bool = False
-    # CPU: the word-embedding matrix gets its gradient as the batch's rows and AdamW updates only the rows
-    # that have been in a batch (the others only decay): the same updates as dense AdamW, without filling,
-    # clipping and stepping the whole matrix every step (embedding_updates.py; mBERT-sized steps 1.48x as
-    # fast on a 2-core CPU, MiniLM 1.01x). Needs optim=adamw_torch
-    # or adamw_torch_fused; ignored on GPUs, with fp16, torch_compile or several processes.
-    sparse_embedding_updates: bool = False
-    # CPU: dropout masks cut four to a 64-bit random draw instead of torch's one Bernoulli draw per element
-    # (dropout_masks.py; short MiniLM steps 1.03-1.05x as fast). Drop probability rounded to a multiple of
-    # 1/65536; other masks than torch's dropout draws, still repeatable by seed. Ignored on GPUs and with
-    # torch_compile.
-    fast_cpu_dropout: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False  # force CPU even when a GPU is present
 
@@ -185,7 +173,6 @@ class OptunaTrialConfig:
 class PathsConfig:
     """Every directory a run touches."""
 
-    root_dir: str = "."
     output_dir: str = "outputs"
     cache_dir: str | None = None  # Hugging Face datasets/model cache; null = the library default
 

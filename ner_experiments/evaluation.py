@@ -9,18 +9,20 @@ and the shards are gathered.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ner_experiments.features import count_split_sentences, read_columns
+from ner_experiments.features.builder import MODEL_INPUTS, count_windowed_sentences
 from ner_experiments.metrics import compute_ner_metrics
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+PREDICTION_COLUMNS = ("sentence_id", "word_index", "length", "was_split")
 # What a forward pass costs beyond its positions, in positions: cutting a batch early pays when it
 # saves more padding than this. Small on purpose: on a CPU a pass costs little beyond its arithmetic.
 BATCH_COST_POSITIONS = 32
@@ -66,62 +68,76 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+WordPredictions = dict[int, dict[int, tuple[int, float]]]  # sentence id -> word -> (label id, probability)
+
+
 @torch.inference_mode()
 def predict_word_labels(
     model: Any,
-    features: Dataset,
+    features: Mapping[str, list],
     sentence_lengths: Sequence[int],
     batch_size: int = 64,
     pad_token_id: int = 0,
-    autocast_dtype: torch.dtype | None = None,
     show_progress: bool = False,
     description: str = "predict",
 ) -> tuple[list[list[int]], list[list[float]]]:
     """Label ids (and their probabilities) per word, for every sentence of ``sentence_lengths``.
 
-    ``features`` must carry ``sentence_id`` (0-based, indexing ``sentence_lengths``) and ``word_index``.
+    ``features`` are the builder's columns (plain lists, see :func:`feature_columns`); ``sentence_id``
+    is 0-based and indexes ``sentence_lengths``.
     """
     rank, world = _dist()
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    columns = [c for c in MODEL_INPUTS if c in features.column_names]
-    # Whole columns in one Arrow conversion: indexing a Dataset column row by row is slow.
-    data = read_columns(features, [*columns, "sentence_id", "word_index", "length"])
-    lengths = np.asarray(data.pop("length"), dtype=np.int64)
+    lengths = np.asarray(features["length"], dtype=np.int64)
     order = np.argsort(-lengths, kind="stable")
     if world > 1:
         # Shard by sentence, so all windows of a sentence are predicted by one rank.
-        sentence_ids = np.asarray(data["sentence_id"], dtype=np.int64)
+        sentence_ids = np.asarray(features["sentence_id"], dtype=np.int64)
         order = order[sentence_ids[order] % world == rank]
-    predicted: dict[int, dict[int, tuple[int, float]]] = {}
     batches = cut_sorted_batches(lengths[order].tolist(), batch_size)
-    for start, end in tqdm(batches, desc=description, disable=not show_progress or rank != 0, leave=False):
-        idx = order[start:end].tolist()
-        rows = {c: [data[c][i] for i in idx] for c in data}
-        inputs = {c: _pad(rows[c], pad_token_id if c == "input_ids" else 0).to(device) for c in columns}
-        if autocast_dtype is not None:
-            with torch.autocast(device_type=device.type, dtype=autocast_dtype):
-                logits = model(**inputs).logits
-        else:
-            logits = model(**inputs).logits
-        probs = torch.softmax(logits.float(), dim=-1)
-        best_p, best = probs.max(dim=-1)
-        best, best_p = best.cpu().numpy(), best_p.cpu().numpy()
-        for row, (sid, word_index) in enumerate(zip(rows["sentence_id"], rows["word_index"], strict=True)):
-            slot = predicted.setdefault(int(sid), {})
-            for pos, w in enumerate(word_index):
-                if w >= 0:
-                    slot[int(w)] = (int(best[row, pos]), float(best_p[row, pos]))
+    progress = tqdm(batches, desc=description, disable=not show_progress or rank != 0, leave=False)
+    predicted: WordPredictions = {}
+    for start, end in progress:
+        _predict_batch(model, features, order[start:end].tolist(), pad_token_id, predicted)
     if world > 1:
-        gathered: list[Any] = [None] * world
-        torch.distributed.all_gather_object(gathered, predicted)
-        predicted = {}
-        for part in gathered:
-            for sid, words in part.items():
-                predicted.setdefault(sid, {}).update(words)
+        predicted = _gather(predicted, world)
     if was_training:
         model.train()
+    return _per_sentence(predicted, sentence_lengths)
+
+
+def _predict_batch(
+    model: Any, features: Mapping[str, list], rows: list[int], pad_token_id: int, predicted: WordPredictions
+) -> None:
+    device = next(model.parameters()).device
+    inputs = {
+        c: _pad([features[c][i] for i in rows], pad_token_id if c == "input_ids" else 0).to(device)
+        for c in MODEL_INPUTS
+        if c in features
+    }
+    probs = torch.softmax(model(**inputs).logits.float(), dim=-1)
+    best_p, best = (t.cpu().numpy() for t in probs.max(dim=-1))
+    for k, i in enumerate(rows):
+        slot = predicted.setdefault(int(features["sentence_id"][i]), {})
+        for pos, w in enumerate(features["word_index"][i]):
+            if w >= 0:
+                slot[int(w)] = (int(best[k, pos]), float(best_p[k, pos]))
+
+
+def _gather(predicted: WordPredictions, world: int) -> WordPredictions:
+    gathered: list[Any] = [None] * world
+    torch.distributed.all_gather_object(gathered, predicted)
+    merged: WordPredictions = {}
+    for part in gathered:
+        for sid, words in part.items():
+            merged.setdefault(sid, {}).update(words)
+    return merged
+
+
+def _per_sentence(
+    predicted: WordPredictions, sentence_lengths: Sequence[int]
+) -> tuple[list[list[int]], list[list[float]]]:
     labels, scores = [], []
     for sid, n_words in enumerate(sentence_lengths):
         words = predicted.get(sid, {})
@@ -135,6 +151,13 @@ def predict_word_labels(
     return labels, scores
 
 
+def feature_columns(features: Dataset) -> dict[str, list]:
+    """The columns prediction reads, as Python lists in one Arrow conversion (row access is slow)."""
+    names = [c for c in (*MODEL_INPUTS, *PREDICTION_COLUMNS) if c in features.column_names]
+    table = features.select_columns(names).with_format("arrow")[:]
+    return {name: table.column(name).to_pylist() for name in names}
+
+
 def evaluate_split(
     model: Any,
     features: Dataset,
@@ -143,23 +166,26 @@ def evaluate_split(
     batch_size: int,
     pad_token_id: int,
     strict_iob2: bool = False,
-    autocast_dtype: torch.dtype | None = None,
     show_progress: bool = False,
     description: str = "evaluate",
 ) -> dict[str, Any]:
-    """seqeval metrics of one split, plus how many sentences and words were scored and split."""
+    """seqeval metrics of one split, plus how many sentences and words were scored and split.
+
+    Always in the model's own precision (fp32), as the saved model is served and ``ner-evaluate`` scores it.
+    """
+    columns = feature_columns(features)
     lengths = [len(tags) for tags in gold_tag_ids]
     predicted, _ = predict_word_labels(
-        model, features, lengths, batch_size, pad_token_id, autocast_dtype, show_progress, description
+        model, columns, lengths, batch_size, pad_token_id, show_progress, description
     )
-    return score_predictions(gold_tag_ids, predicted, label_names, features, strict_iob2)
+    return score_predictions(gold_tag_ids, predicted, label_names, columns, strict_iob2)
 
 
 def score_predictions(
     gold_tag_ids: Sequence[Sequence[int]],
     predicted_tag_ids: Sequence[Sequence[int]],
     label_names: Sequence[str],
-    features: Dataset,
+    columns: Mapping[str, list],
     strict_iob2: bool = False,
 ) -> dict[str, Any]:
     """seqeval metrics of word-level predictions, plus how many sentences and words were scored and split."""
@@ -169,6 +195,6 @@ def score_predictions(
     metrics.update(
         num_sentences=len(gold),
         num_words=sum(len(tags) for tags in gold),
-        sentences_split=count_split_sentences(features),
+        sentences_split=count_windowed_sentences(columns["sentence_id"], columns["was_split"]),
     )
     return metrics

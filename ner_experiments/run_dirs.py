@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import socket
 import time
 from datetime import datetime
@@ -16,6 +18,7 @@ from ner_experiments.errors import ConfigError
 
 _LAUNCH_TIME: datetime | None = None
 METRICS_FILE = "metrics.json"
+LOG_FILE = "train.log"
 CHECKPOINTS_DIR = "checkpoints"
 RESUME_TRUE = {"true", "latest", "yes", "1"}
 
@@ -102,11 +105,40 @@ def find_run_to_resume(resume: str, output_dir: Path, overrides: list[str]) -> P
         raise ConfigError(
             f"resume={resume}: no such run directory: give outputs/<date>/<time>_<name> or resume=true"
         )
+    if (run_dir / METRICS_FILE).exists():
+        raise ConfigError(
+            f"resume={resume}: the run already finished (it has {METRICS_FILE}); nothing to resume, "
+            "start a new run without resume"
+        )
     if latest_checkpoint(run_dir) is None:
         raise ConfigError(
             f"resume={resume}: the run has no checkpoint to continue from (checkpoints/checkpoint-*)"
         )
     return run_dir
+
+
+def log_to_run_dir(run_dir: Path, replaced: Path | None = None) -> None:
+    """Send the log file handlers' lines to ``<run_dir>/train.log`` (appended): a resumed run keeps one
+    log. ``replaced``: the new Hydra dir they wrote to, removed when it holds nothing else of use."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            appended = logging.FileHandler(run_dir / LOG_FILE, mode="a", encoding="utf-8")
+            appended.setFormatter(handler.formatter)
+            appended.setLevel(handler.level)
+            root.removeHandler(handler)
+            handler.close()
+            root.addHandler(appended)
+    if replaced is not None and replaced.resolve() != run_dir.resolve():
+        remove_run_dir(replaced)
+
+
+def remove_run_dir(run_dir: Path) -> None:
+    """Delete a run dir that holds no training result, and its date folder when that is left empty."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    parent = run_dir.parent
+    if parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -8,12 +8,16 @@ batches held, so the share of computation spent on padding is visible.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import TrainerCallback
+
+TOTALS_FILE = "throughput_totals.json"
 
 
 @dataclass
@@ -64,7 +68,26 @@ class TrainThroughputCallback(TrainerCallback):
         self.collator.active = True
         self._mark = time.perf_counter()
 
-    on_train_begin = on_epoch_begin = on_evaluate = on_save = _restart
+    on_train_begin = on_epoch_begin = on_evaluate = _restart
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Keep the totals so far in the checkpoint, so a resumed run reports totals over all its parts."""
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                c = self.collator.counts
+                totals = {"seconds": self.seconds, **asdict(c)}
+                (folder / TOTALS_FILE).write_text(json.dumps(totals), encoding="utf-8")
+        self._restart()
+
+    def resume_from(self, checkpoint: str | None) -> None:
+        """Start from the totals kept in ``checkpoint`` (none: from zero)."""
+        path = Path(checkpoint) / TOTALS_FILE if checkpoint else None
+        if path is None or not path.is_file():
+            return
+        totals = json.loads(path.read_text(encoding="utf-8"))
+        self.seconds = float(totals.pop("seconds"))
+        self.collator.counts = BatchCounts(**totals)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if control.should_evaluate or control.should_save or control.should_training_stop:

@@ -5,6 +5,10 @@
 English: the first sentences of WNUT-17 (CC-BY 4.0) that contain an entity, plus some without.
 Bengali: sentences of the Bengali news NER set (CC0 1.0), mostly short ones plus a few long ones so the
 windowing of long sentences is exercised. Both are mapped to the WikiANN label set (PER, ORG, LOC).
+
+Also writes ``sample_data/tiny_tokenizer/``: the WordPiece tokenizer of ``model=tiny``, trained once on
+the sample's training words and shipped, so the quickstart gives the same scores on every machine
+(WordPiece training breaks ties in hash-map order: two builds can differ).
 """
 
 from __future__ import annotations
@@ -66,6 +70,30 @@ def write(lang: str, split: str, rows) -> None:
             f.write("\n")
 
 
+def build_tiny_tokenizer(words: list[str], vocab_size: int = 3000) -> None:
+    """Train the tiny model's cased WordPiece tokenizer on ``words`` and save it under sample_data/."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import BertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False, clean_text=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False)
+    tok.train_from_iterator(words, trainer=trainer)
+    fast = BertTokenizerFast(tokenizer_object=tok, do_lower_case=False, model_max_length=512)
+    fast.save_pretrained(str(OUT / "tiny_tokenizer"))
+
+
+def training_words() -> list[str]:
+    words: list[str] = []
+    for lang in ("bn", "en"):
+        for line in (OUT / lang / "train.jsonl").read_text(encoding="utf-8").splitlines():
+            words += json.loads(line)["tokens"]
+    return words
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -90,6 +118,7 @@ def main() -> None:
             row = json.loads(line)
             bn.append((row["tokens"], [map_tag(x, BENGALI_TO_WIKIANN) for x in row["ner_tags"]]))
         write("bn", split, pick(bn, n, max_words=40, long_ones=4))
+    build_tiny_tokenizer(training_words())
 
 
 if __name__ == "__main__":

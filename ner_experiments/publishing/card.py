@@ -18,8 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
-NUM_WIDGETS = 3
-WIDGET_WORDS = (4, 30)  # widget sentences are picked with this many words (inclusive)
 LANGUAGE_NAMES = {
     "ar": "Arabic",
     "bn": "Bengali",
@@ -69,8 +67,10 @@ def language_name(code: str | None) -> str:
 
 
 def entity_types(results: dict[str, Any]) -> list[str]:
-    """Entity types the model predicts (from the label names, else from the scored types)."""
-    names = results.get("run", {}).get("label_names") or []
+    """Entity types the model was trained on (from the labels seen in training, else its label names,
+    else the scored types)."""
+    run = results.get("run", {})
+    names = run.get("labels_in_training") or run.get("label_names") or []
     types = sorted({n[2:] for n in names if n[:2] in ("B-", "I-")})
     if not types:
         for split in ("test", "validation"):
@@ -78,36 +78,6 @@ def entity_types(results: dict[str, Any]) -> list[str]:
             if types:
                 break
     return types
-
-
-def widget_examples(cfg: Any, limit: int = NUM_WIDGETS) -> list[str]:
-    """A few test sentences with entities, in the data set's language, as the Hub widget's examples.
-
-    Reads the configured test split again (cheap for local data and cached Hub data); returns [] with a
-    warning when it cannot be read, so a card is always written.
-    """
-    from ner_experiments.data.readers import load_ner_data
-
-    try:
-        data = load_ner_data(cfg.dataset, _get(cfg, "paths.cache_dir"))
-    except Exception as err:  # a card without widgets is still a card
-        log.warning(
-            "model card: no widget examples (cannot read the test split: %s)", str(err).splitlines()[0]
-        )
-        return []
-    test = data.splits.get("test")
-    if test is None:
-        return []
-    picked: list[str] = []
-    lo, hi = WIDGET_WORDS
-    for tokens, tags in zip(test["tokens"], test["tags"], strict=True):
-        if lo <= len(tokens) <= hi and any(t != 0 and data.label_names[t] != "O" for t in tags):
-            text = " ".join(tokens)
-            if text not in picked:
-                picked.append(text)
-        if len(picked) >= limit:
-            break
-    return picked
 
 
 def _eval_results(cfg: Any, results: dict[str, Any]) -> list[EvalResult]:
@@ -356,9 +326,9 @@ def build_model_card(
     widgets: list[str] | None = None,
     model_ref: str | None = None,
 ) -> ModelCard:
-    """A :class:`~huggingface_hub.ModelCard` for a run. ``widgets=None`` reads examples from the test split."""
+    """A :class:`~huggingface_hub.ModelCard` for a run. ``widgets=None``: the run's own examples."""
     if widgets is None:
-        widgets = widget_examples(cfg)
+        widgets = list(results.get("run", {}).get("widget_examples") or [])
     data = build_card_data(cfg, results, repo_id, widgets)
     body = build_card_body(cfg, results, repo_id, widgets, model_ref)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")

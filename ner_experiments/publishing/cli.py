@@ -63,7 +63,8 @@ def build_publish_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="write and list the folder that would be uploaded, upload nothing (default when HF_HUB_OFFLINE=1)",
+        help="write and list the folder that would be uploaded, upload nothing (no token or network needed; "
+        "the only mode allowed when HF_HUB_OFFLINE=1)",
     )
     p.add_argument("--license", default=None, help="license in the card (default: the run's hub.license)")
     p.add_argument(
@@ -171,12 +172,8 @@ def _predict(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ner_experiments.errors import DataError
-    from ner_experiments.publishing.predict import (
-        load_for_prediction,
-        parse_pretokenized_line,
-        predict_texts,
-        predict_tokens,
-    )
+    from ner_experiments.model import NerModel
+    from ner_experiments.publishing.predict import parse_pretokenized_line, predict_texts, predict_tokens
 
     if args.text and args.input:
         raise DataError("give sentences as arguments or --input FILE, not both")
@@ -193,7 +190,7 @@ def _predict(args: argparse.Namespace) -> int:
         if args.pretokenized
         else None
     )
-    loaded = load_for_prediction(args.model, device=args.device, revision=args.revision)
+    model = NerModel.load(args.model, device=args.device, revision=args.revision)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     chunk = max(args.batch_size * 8, 256)
     try:
@@ -202,10 +199,10 @@ def _predict(args: argparse.Namespace) -> int:
         ) as bar:
             for start in range(0, len(lines), chunk):
                 if token_rows is not None:
-                    records = predict_tokens(loaded, token_rows[start : start + chunk], args.batch_size)
+                    records = predict_tokens(model, token_rows[start : start + chunk], args.batch_size)
                 else:
                     records = predict_texts(
-                        loaded, lines[start : start + chunk], args.word_split, args.batch_size
+                        model, lines[start : start + chunk], args.word_split, args.batch_size
                     )
                 for record in records:
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -2,11 +2,12 @@
 
 The data set comes from the repo's ``conf/`` composed with Hydra's compose API (``dataset=wikiann_bn
 dataset.max_eval_samples=100``); without a ``dataset=`` override, a model saved by a run is scored on
-its own training data set. Features come from :func:`~ner_experiments.features.build_features` and
-predictions from :func:`~ner_experiments.evaluation.predict_word_labels`, scored with
-:func:`~ner_experiments.metrics.compute_ner_metrics` as :func:`~ner_experiments.evaluation.evaluate_split`
-does (one prediction pass also feeds the confusion matrix). Writes ``metrics.json`` (same shape as a
-training run's), ``confusion_matrix.json`` and ``confusion_matrix.png``.
+its own training data set, with ``dataset.<key>=value`` overrides applied to the data set config as it
+was composed (so ``dataset.language=de`` also changes the keys derived from it). Features, prediction
+and scoring are training's own (:mod:`ner_experiments.features`, :mod:`ner_experiments.evaluation`;
+one prediction pass also feeds the confusion matrix). Writes ``metrics.json`` (same shape as a
+training run's), ``confusion_matrix.json`` and ``confusion_matrix.png`` into a new folder: an earlier
+evaluation is never overwritten.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ner_experiments.errors import ConfigError, DataError
+from ner_experiments.metrics import format_metrics_table
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +82,19 @@ def compose_eval_config(overrides: list[str], training_config: DictConfig | None
 
 
 def default_output_dir(model_ref: str, model_dir: Path | None, cfg: DictConfig, split: str) -> Path:
-    """``<run_dir>/evaluations/<dataset>-<split>`` for a run, else under ``paths.output_dir/evaluations``."""
+    """``<run_dir>/evaluations/<dataset>-<split>`` for a run, else under ``paths.output_dir/evaluations``;
+    ``-2``, ``-3``... appended when an earlier evaluation is there."""
     leaf = f"{cfg.dataset.name}-{split}"
     if model_dir is not None and model_dir.name == "model" and (model_dir.parent / "config.yaml").is_file():
-        return model_dir.parent / "evaluations" / leaf
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_ref.strip("/")).strip("_") or "model"
-    return Path(cfg.paths.output_dir) / "evaluations" / safe / leaf
+        base = model_dir.parent / "evaluations" / leaf
+    else:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", model_ref.strip("/")).strip("_") or "model"
+        base = Path(cfg.paths.output_dir) / "evaluations" / safe / leaf
+    candidate, n = base, 1
+    while (candidate / "metrics.json").exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _gold_in_model_space(
@@ -115,71 +124,87 @@ def evaluate_saved_model(
 ) -> EvaluationResult:
     """Score a saved model (run dir, model folder or Hub id) on a split of a configured data set."""
     from ner_experiments.config import validate_config
-    from ner_experiments.data.contract import NerData
     from ner_experiments.data.readers import load_ner_data
-    from ner_experiments.evaluation import predict_word_labels, score_predictions
-    from ner_experiments.features import build_features
-    from ner_experiments.hardware import describe_hardware
-    from ner_experiments.metrics import format_metrics_table
-    from ner_experiments.publishing.confusion import entity_confusion, plot_confusion
-    from ner_experiments.publishing.predict import load_for_prediction, resolve_model_dir
-    from ner_experiments.run_dirs import write_json_atomic
+    from ner_experiments.model import NerModel, resolve_model_dir
 
     if split not in SPLIT_NAMES:
         raise ConfigError(f"split {split!r} is not valid: use one of {', '.join(SPLIT_NAMES)}")
+    if output_dir is not None and (Path(output_dir) / "metrics.json").exists():
+        raise ConfigError(f"--output-dir {output_dir} already holds an evaluation: give a new folder")
     started = time.time()
     model_dir = resolve_model_dir(model_ref)
-    loaded = load_for_prediction(model_ref, device=device)
-    cfg = compose_eval_config(list(overrides or []), loaded.training_config)
+    model = NerModel.load(model_ref, device=device)
+    cfg = compose_eval_config(list(overrides or []), model.training_config)
     validate_config(cfg)
     data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
-    one = NerData(
-        splits={split: data.splits[split]},
-        label_names=data.label_names,
-        language=data.language,
-        source=data.source,
-    )
-    features = build_features(one, loaded.tokenizer, loaded.max_length, loaded.window_stride, False)[split]
-    gold = _gold_in_model_space(
-        [list(t) for t in data.splits[split]["tags"]], data.label_names, loaded.label_names, data.source
-    )
-    lengths = [len(t) for t in gold]
-    pad_id = getattr(loaded.tokenizer, "pad_token_id", 0) or 0
-    bs = batch_size or int(cfg.trainer.per_device_eval_batch_size)
-    predicted, _ = predict_word_labels(
-        loaded.model, features, lengths, bs, pad_id, None, show_progress, f"evaluate {split}"
-    )
-    names = loaded.label_names
-    gold_tags = [[names[t] for t in tags] for tags in gold]
-    pred_tags = [[names[t] for t in tags] for tags in predicted]
-    # Scored by the same function as training's evaluation (evaluation.evaluate_split).
-    metrics = score_predictions(gold, predicted, names, features, strict_iob2=bool(cfg.metrics.strict_iob2))
-    confusion = entity_confusion(gold_tags, pred_tags, sorted({n[2:] for n in names if n != "O"}))
-
+    metrics, confusion = _score_split(model, data, split, cfg, batch_size, show_progress)
     out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {
-        split: metrics,
-        "run": {
-            "model": loaded.source,
-            "dataset": data.source,
-            "dataset_name": cfg.dataset.name,
-            "split": split,
-            "language": data.language,
-            "label_names": names,
-            "max_length": loaded.max_length,
-            "hardware": describe_hardware(),
-            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-            "duration_s": round(time.time() - started, 1),
-            "overrides": list(overrides or []),
-        },
-    }
-    write_json_atomic(out_dir / "metrics.json", results)
-    write_json_atomic(out_dir / "confusion_matrix.json", confusion)
-    model_name = loaded.source
-    if model_dir is not None:
-        model_name = model_dir.parent.name if model_dir.name == "model" else model_dir.name
-    title = f"{model_name} on {cfg.dataset.name} {split}"
-    plot_confusion(confusion, out_dir / "confusion_matrix.png", f"entity types: {title}")
+    results = {split: metrics, "run": _run_record(model, data, cfg, split, overrides, started)}
+    _write_results(out_dir, results, confusion, f"{_model_name(model, model_dir)} on {cfg.dataset.name} {split}")
     table = format_metrics_table(f"{split} ({metrics['num_sentences']} sentences, {data.source})", metrics)
     return EvaluationResult(results, confusion, out_dir, table)
+
+
+def _score_split(
+    model: Any, data: Any, split: str, cfg: DictConfig, batch_size: int | None, show_progress: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Word-level metrics and the entity-type confusion of one split, from one prediction pass."""
+    from ner_experiments.data.contract import NerData
+    from ner_experiments.evaluation import feature_columns, predict_word_labels, score_predictions
+    from ner_experiments.features import FeatureSettings
+    from ner_experiments.features.build import build_features
+    from ner_experiments.publishing.confusion import entity_confusion
+
+    one = NerData({split: data.splits[split]}, data.label_names, data.language, data.source)
+    settings = {split: FeatureSettings(model.max_length, model.window_stride)}
+    columns = feature_columns(build_features(one, model.tokenizer, settings, cfg.paths.cache_dir)[0][split])
+    gold = _gold_in_model_space(
+        [list(t) for t in data.splits[split]["tags"]], data.label_names, model.label_names, data.source
+    )
+    pad_id = getattr(model.tokenizer, "pad_token_id", 0) or 0
+    bs = batch_size or int(cfg.trainer.per_device_eval_batch_size)
+    predicted, _ = predict_word_labels(
+        model.model, columns, [len(t) for t in gold], bs, pad_id, show_progress, f"evaluate {split}"
+    )
+    names = model.label_names
+    metrics = score_predictions(gold, predicted, names, columns, strict_iob2=bool(cfg.metrics.strict_iob2))
+    confusion = entity_confusion(
+        [[names[t] for t in tags] for tags in gold],
+        [[names[t] for t in tags] for tags in predicted],
+        sorted({n[2:] for n in names if n != "O"}),
+    )
+    return metrics, confusion
+
+
+def _run_record(model: Any, data: Any, cfg: DictConfig, split: str, overrides: Any, started: float) -> dict:
+    from ner_experiments.hardware import describe_hardware
+
+    return {
+        "model": model.source,
+        "dataset": data.source,
+        "dataset_name": cfg.dataset.name,
+        "split": split,
+        "language": data.language,
+        "label_names": model.label_names,
+        "max_length": model.max_length,
+        "hardware": describe_hardware(),
+        "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "overrides": list(overrides or []),
+    }
+
+
+def _model_name(model: Any, model_dir: Path | None) -> str:
+    if model_dir is None:
+        return model.source
+    return model_dir.parent.name if model_dir.name == "model" else model_dir.name
+
+
+def _write_results(out_dir: Path, results: dict[str, Any], confusion: dict[str, Any], title: str) -> None:
+    from ner_experiments.publishing.confusion import plot_confusion
+    from ner_experiments.run_dirs import write_json_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "confusion_matrix.json", confusion)
+    plot_confusion(confusion, out_dir / "confusion_matrix.png", f"entity types: {title}")
+    write_json_atomic(out_dir / "metrics.json", results)  # last: the folder is complete from here on

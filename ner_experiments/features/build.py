@@ -1,17 +1,11 @@
-"""Tokenized features cached on disk, reused across runs and sweep trials.
+"""Features of every split of a data set, cached on disk and reused across runs and sweep trials.
 
 Tokenizing and aligning is the same work for every trial of a sweep that keeps the tokenizer and the
 alignment options, so each split's features are written once to an Arrow file named by a fingerprint
-of everything they depend on:
-
-- the tokenizer (its full ``tokenizer.json``: vocabulary, normalizer, pre-tokenizer, special tokens),
-- the alignment options (``max_length``, window ``stride``, ``label_all_subwords``, the label names),
-- the code that builds features (``alignment.py`` and ``features.py``: a change there invalidates),
-- the split's content (the Arrow bytes of its ``tokens`` and ``tags``).
-
-Files live under ``<paths.cache_dir>/ner_features/`` (or the Hugging Face datasets cache when
-``paths.cache_dir`` is null). Delete that folder to clear the cache; it is not needed for anything else.
-Caching is skipped when ``datasets.disable_caching()`` was called.
+of everything they depend on: the tokenizer's full definition, the :class:`FeatureSettings`, the label
+names, the feature-building code and the split's content. Files live under
+``<paths.cache_dir>/ner_features/`` (or the Hugging Face datasets cache when ``paths.cache_dir`` is
+null); delete that folder to clear the cache. Nothing is cached after ``datasets.disable_caching()``.
 """
 
 from __future__ import annotations
@@ -20,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +22,9 @@ import datasets
 import pyarrow as pa
 from datasets import Dataset
 
-from ner_experiments import alignment, features
 from ner_experiments.data.contract import NerData
-from ner_experiments.features import build_split_features, log_split_sentences
+from ner_experiments.features import builder, windows
+from ner_experiments.features.builder import FeatureBuilder, FeatureSettings, count_windowed_sentences
 from ner_experiments.labels import b_to_i_label_ids
 
 log = logging.getLogger(__name__)
@@ -61,23 +55,17 @@ class FeatureBuildReport:
         }
 
 
-def cache_subdir(cache_dir: str | Path | None, name: str) -> Path:
-    """``<cache_dir>/<name>``, or the same under the Hugging Face datasets cache when cache_dir is null."""
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
-    return root.expanduser() / name
-
-
 def feature_cache_dir(cache_dir: str | Path | None) -> Path:
     """``<cache_dir>/ner_features``, or the same under the Hugging Face datasets cache."""
-    return cache_subdir(cache_dir, CACHE_SUBDIR)
+    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE)
+    return root.expanduser() / CACHE_SUBDIR
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Hash of what decides the pieces: the fast tokenizer's full definition and its class.
 
     The definition is serialised from a copy without truncation and padding, which the tokenizer's
-    callers set per call; the copy is made by the Rust library (a few ms, where a JSON round trip
-    in Python cost ~50 ms for a 30k vocabulary, most of a cache hit).
+    callers set per call; the Rust library makes the copy, which is much faster than a JSON round trip.
     """
     from tokenizers import Tokenizer
 
@@ -106,27 +94,16 @@ def data_fingerprint(ds: Dataset) -> str:
 
 def _code_fingerprint() -> str:
     h = hashlib.sha256()
-    for module in (alignment, features):
+    for module in (builder, windows):
         h.update(Path(module.__file__).read_bytes())
     return h.hexdigest()
 
 
 def features_fingerprint(
-    ds: Dataset,
-    tokenizer_hash: str,
-    max_length: int,
-    stride: int,
-    label_all_subwords: bool,
-    label_names: list[str],
+    ds: Dataset, tokenizer_hash: str, settings: FeatureSettings, labels: list[str]
 ) -> str:
     """The cache key of one split's features."""
-    options = {
-        "max_length": int(max_length),
-        "stride": int(stride),
-        "label_all_subwords": bool(label_all_subwords),
-        "label_names": list(label_names),
-        "datasets": datasets.__version__,
-    }
+    options = {**asdict(settings), "label_names": list(labels), "datasets": datasets.__version__}
     h = hashlib.sha256()
     for part in (
         tokenizer_hash,
@@ -138,58 +115,47 @@ def features_fingerprint(
     return h.hexdigest()[:32]
 
 
-def build_features_cached(
+def read_columns(ds: Dataset, names: list[str]) -> dict[str, list]:
+    """Whole columns as Python lists, in one Arrow conversion (``ds[name]`` iterates row by row)."""
+    table = ds.select_columns(names).with_format("arrow")[:]
+    return {name: table.column(name).to_pylist() for name in names}
+
+
+def count_split_sentences(features: Dataset) -> int:
+    """How many sentences of a split's features were split into more than one window."""
+    cols = read_columns(features, ["sentence_id", "was_split"])
+    return count_windowed_sentences(cols["sentence_id"], cols["was_split"])
+
+
+def build_features(
     data: NerData,
     tokenizer: Any,
-    max_length: int,
-    stride: int,
-    label_all_subwords: bool,
+    settings: dict[str, FeatureSettings],
     cache_dir: str | Path | None = None,
-    enabled: bool = True,
-    train_window: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Dataset], FeatureBuildReport]:
-    """:func:`ner_experiments.features.build_features`, read from the cache when it has the same features.
-
-    ``train_window`` = (max_length, stride) of the training split when it differs from the other splits'
-    (see :func:`ner_experiments.features.training_window`). Returns the features per split and a
-    :class:`FeatureBuildReport` (time, cache hit or miss per split).
-    """
+    """Features of every split of ``data`` with that split's ``settings`` (see
+    :meth:`FeatureSettings.per_split`), read from the cache when it has them. Returns the features per
+    split and a :class:`FeatureBuildReport` (time, cache hit or miss per split)."""
     start = time.perf_counter()
-    use_cache = enabled and datasets.is_caching_enabled()
-    folder = feature_cache_dir(cache_dir) if use_cache else None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-    continuation = b_to_i_label_ids(data.label_names)
-    tok_hash = tokenizer_fingerprint(tokenizer) if use_cache else ""
+    folder = feature_cache_dir(cache_dir) if datasets.is_caching_enabled() else None
+    tok_hash = tokenizer_fingerprint(tokenizer) if folder is not None else ""
     report = FeatureBuildReport(cache_dir=str(folder) if folder else None)
     out: dict[str, Dataset] = {}
     for split, ds in data.splits.items():
-        all_subwords = label_all_subwords and split == "train"
-        length, step = train_window if train_window and split == "train" else (max_length, stride)
-        if folder is None:
-            out[split] = build_split_features(ds, tokenizer, length, step, all_subwords, continuation, split)
-            report.splits[split] = "uncached"
-        else:
-            key = features_fingerprint(ds, tok_hash, length, step, all_subwords, data.label_names)
+        split_settings = settings[split]
+        path = None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            key = features_fingerprint(ds, tok_hash, split_settings, data.label_names)
             path = folder / f"{split}-{key}.arrow"
-            hit = path.is_file()
-            if hit:
-                out[split] = Dataset.from_file(str(path))
-            else:
-                out[split] = build_split_features(
-                    ds,
-                    tokenizer,
-                    length,
-                    step,
-                    all_subwords,
-                    continuation,
-                    split,
-                    cache_file_name=str(path),
-                    fingerprint=key,
-                )
-            report.splits[split] = "hit" if hit else "miss"
+        report.splits[split] = "uncached" if path is None else "hit" if path.is_file() else "miss"
+        if report.splits[split] == "hit":
+            out[split] = Dataset.from_file(str(path))
+        else:
+            feature_builder = FeatureBuilder(tokenizer, split_settings, b_to_i_label_ids(data.label_names))
+            out[split] = _map(ds, feature_builder, split, path)
         report.sentences += len(ds)
-        log_split_sentences(split, out[split], len(ds), length)
+        _log_windowed(split, out[split], len(ds), split_settings.max_length)
     report.seconds = time.perf_counter() - start
     log.info(
         "Features for %d sentences in %.2f s (cache: %s)",
@@ -198,3 +164,30 @@ def build_features_cached(
         ", ".join(f"{k} {v}" for k, v in report.splits.items()),
     )
     return out, report
+
+
+def _map(ds: Dataset, feature_builder: FeatureBuilder, split: str, path: Path | None) -> Dataset:
+    cache: dict[str, Any] = {}
+    if path is not None:
+        cache = {"cache_file_name": str(path), "new_fingerprint": path.stem, "load_from_cache_file": True}
+    return ds.map(
+        feature_builder,
+        batched=True,
+        batch_size=1000,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        desc=f"tokenize {split}",
+        **cache,
+    )
+
+
+def _log_windowed(split: str, features: Dataset, n_sentences: int, max_length: int) -> None:
+    n_split = count_split_sentences(features)
+    if n_split:
+        log.info(
+            "%s: %d of %d sentences are longer than %d pieces and were split into overlapping windows",
+            split,
+            n_split,
+            n_sentences,
+            max_length,
+        )

@@ -1,0 +1,103 @@
+"""One training run: set-up → fit → evaluate → save. ``train.py`` calls :func:`run_training`.
+
+A run writes into its directory: ``config.yaml`` (the resolved config), ``train.log``, ``checkpoints/``
+(while training, for resume), ``model/`` (the best model as safetensors, its tokenizer and the composed
+config), ``README.md`` (the model card) and, last, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from ner_experiments.config import to_plain_dict
+from ner_experiments.data.contract import NerData
+from ner_experiments.model import load_for_training
+from ner_experiments.tracking import Tracker
+from ner_experiments.train.fit import build_trainer, raise_if_pruned
+from ner_experiments.train.outputs import RunResults, objective_value, run_record, save_run, widget_examples
+from ner_experiments.train.setup import (
+    RunContext,
+    RunFeatures,
+    check_resume_labels,
+    load_checked_data,
+    prepare_features,
+    save_config,
+    start_run,
+)
+from ner_experiments.train.trainer import NerTrainer
+
+
+def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
+    """Train and evaluate as configured; returns the objective (by default validation overall F1)."""
+    ctx = start_run(cfg, run_dir)
+    data = load_checked_data(cfg)
+    check_resume_labels(ctx, data.label_names)
+    if ctx.resume_checkpoint:
+        save_config(cfg, ctx)  # only now: a rejected resume keeps the run's config.yaml as it was
+    tokenizer, model = load_for_training(cfg.model, data.label_names, cfg.paths.cache_dir)
+    features = prepare_features(cfg, data, tokenizer, model)
+    tracker = Tracker(cfg.logger, ctx.run_dir, ctx.run_name, to_plain_dict(cfg), ctx.is_main, list(cfg.tags))
+    failed = True
+    try:
+        tracker.start()
+        trainer, throughput, sweep_callbacks = build_trainer(
+            cfg, ctx, model, tokenizer, features, data.label_names, tracker.report_to
+        )
+        trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
+        raise_if_pruned(sweep_callbacks)
+        results = evaluate_run(cfg, ctx, trainer, data, features, throughput.summary())
+        results.run["wandb_url"] = tracker.url
+        tracker.summary(results.summary())
+        if ctx.is_main:
+            save_run(trainer, tokenizer, cfg, ctx.run_dir, results)
+        failed = False
+        return float(results.objective["value"])
+    finally:
+        tracker.finish(failed=failed)
+
+
+def evaluate_run(
+    cfg: DictConfig,
+    ctx: RunContext,
+    trainer: NerTrainer,
+    data: NerData,
+    features: RunFeatures,
+    throughput: dict[str, Any],
+) -> RunResults:
+    """Score the best model on validation (reused from training's evaluation) and test."""
+    validation, validation_s = trainer.score_best_validation()
+    eval_seconds = {"validation": round(validation_s, 3)}
+    test = None
+    if cfg.run_test:
+        start = time.perf_counter()
+        test = trainer.score("test")
+        eval_seconds["test"] = round(time.perf_counter() - start, 3)
+    value = objective_value(cfg.objective, {"validation": validation, "test": test})
+    state = trainer.state
+    train = {
+        "runtime_s": throughput["train_seconds"],
+        "samples": throughput["samples"],
+        "samples_per_second": throughput["samples_per_second"],
+        "global_step": state.global_step,
+        "epochs": state.epoch,
+        "best_checkpoint": state.best_model_checkpoint,
+        "num_sentences": len(data.splits["train"]),
+        "sentences_split": features.windowed_train_sentences,
+    }
+    speed = {
+        "features": features.report.as_dict(),
+        "train": throughput,
+        "eval_seconds": eval_seconds,
+        "torch_settings": ctx.torch_settings,
+    }
+    test_split = data.splits["test"]
+    extra = {
+        "train_max_length": features.settings["train"].max_length,
+        "widget_examples": widget_examples(test_split["tokens"], test_split["tags"], data.label_names),
+    }
+    run = run_record(cfg, ctx, data, features.settings["validation"].max_length, extra)
+    return RunResults(validation, test, {"name": cfg.objective, "value": value}, train, speed, run)

@@ -1,0 +1,149 @@
+"""Everything a run needs before training: its directory, seed and precision, checked data, features."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
+
+from ner_experiments.config import validate_config
+from ner_experiments.data.contract import NerData
+from ner_experiments.data.readers import load_ner_data
+from ner_experiments.errors import ConfigError
+from ner_experiments.features import FeatureSettings
+from ner_experiments.features.build import (
+    FeatureBuildReport,
+    build_features,
+    count_split_sentences,
+    read_columns,
+)
+from ner_experiments.hardware import configure_torch_for_speed, resolve_precision
+from ner_experiments.model import resolve_max_length
+from ner_experiments.run_dirs import find_run_to_resume, latest_checkpoint, log_to_run_dir
+from ner_experiments.train.trainer import EvalSet
+
+log = logging.getLogger(__name__)
+
+TRAIN_COLUMNS = ["input_ids", "attention_mask", "token_type_ids", "labels", "length"]
+
+
+@dataclass
+class RunContext:
+    """Where a run writes and how it computes, decided once at start-up."""
+
+    run_dir: Path
+    precision: str  # fp32 | bf16 | fp16, resolved from trainer.precision and the hardware
+    run_name: str
+    resume_checkpoint: str | None = None
+    is_main: bool = True
+    started: float = field(default_factory=time.time)
+    torch_settings: dict[str, object] = field(default_factory=dict)
+
+
+def _hydra_run_dir_and_overrides() -> tuple[Path, list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        return Path(hc.runtime.output_dir), list(hc.overrides.task)
+    return Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S_run"), []
+
+
+def default_run_name(cfg: DictConfig) -> str:
+    t = cfg.trainer
+    return cfg.logger.run_name or (
+        f"{cfg.model.name}-{cfg.dataset.name}-lr{t.learning_rate:g}-ep{t.num_train_epochs:g}"
+    )
+
+
+def start_run(cfg: DictConfig, run_dir: Path | None = None) -> RunContext:
+    """Validate the config, decide where the run writes (a new dir, or the run being resumed), seed
+    everything and set torch up for the hardware."""
+    validate_config(cfg)
+    hydra_dir, overrides = _hydra_run_dir_and_overrides()
+    ctx = RunContext(
+        run_dir=run_dir or hydra_dir,
+        precision=resolve_precision(cfg.trainer.precision, cfg.trainer.use_cpu),
+        run_name=default_run_name(cfg),
+        is_main=int(os.environ.get("RANK", "0")) == 0,
+    )
+    if cfg.resume:
+        previous = find_run_to_resume(str(cfg.resume), Path(cfg.paths.output_dir), overrides)
+        ctx.run_dir, ctx.resume_checkpoint = previous, str(latest_checkpoint(previous))
+        if ctx.is_main:
+            log_to_run_dir(previous, replaced=hydra_dir)
+        log.info("Resuming %s from %s; results are written there", previous, ctx.resume_checkpoint)
+    ctx.run_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(cfg.seed)
+    ctx.torch_settings = configure_torch_for_speed(cfg.trainer.use_cpu)
+    if not ctx.resume_checkpoint:
+        save_config(cfg, ctx)
+    return ctx
+
+
+def save_config(cfg: DictConfig, ctx: RunContext) -> None:
+    """``config.yaml``: the resolved config a person reads (the model folder keeps the composed one)."""
+    if ctx.is_main:
+        OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
+
+
+def load_checked_data(cfg: DictConfig) -> NerData:
+    """The configured data set, read and checked as ``ner-data check`` checks it."""
+    data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
+    log.info(
+        "Data %s: %s sentences, labels %s",
+        data.source,
+        ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()),
+        data.label_names,
+    )
+    return data
+
+
+def check_resume_labels(ctx: RunContext, label_names: list[str]) -> None:
+    """A resumed run must have the label set it was trained with."""
+    if not ctx.resume_checkpoint:
+        return
+    from transformers import AutoConfig
+
+    saved = AutoConfig.from_pretrained(ctx.resume_checkpoint)
+    saved_names = [saved.id2label[i] for i in sorted(saved.id2label)]
+    if saved_names != label_names:
+        raise ConfigError(
+            f"cannot resume from {ctx.resume_checkpoint}: its label set {saved_names} differs from the data's "
+            f"{label_names}; resume with the same dataset settings, or start a new run without resume"
+        )
+
+
+@dataclass
+class RunFeatures:
+    """Training features, the evaluation sets, and how they were built."""
+
+    train: Dataset
+    eval_sets: dict[str, EvalSet]
+    settings: dict[str, FeatureSettings]
+    report: FeatureBuildReport
+    windowed_train_sentences: int
+
+
+def prepare_features(cfg: DictConfig, data: NerData, tokenizer: Any, model: Any) -> RunFeatures:
+    """Features of every split (cached), with the lengths the model and ``trainer`` settings allow."""
+    max_length = resolve_max_length(cfg.model.max_length, tokenizer, model.config)
+    settings = FeatureSettings.per_split(
+        max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.trainer.train_window_length
+    )
+    features, report = build_features(data, tokenizer, settings, cfg.paths.cache_dir)
+    eval_sets = {
+        split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
+        for split in ("validation", "test")
+    }
+    train = features["train"]
+    columns = [c for c in TRAIN_COLUMNS if c in train.column_names]
+    return RunFeatures(train.select_columns(columns), eval_sets, settings, report, count_split_sentences(train))
