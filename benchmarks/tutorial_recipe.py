@@ -11,7 +11,7 @@ For an honest comparison it is also scored at word level: each word's label is r
 sub-word; words cut off by truncation count as predicted "O". The sentences are read with this
 project's reader so both sides see exactly the same data; reading is not part of the timings.
 
-    python benchmarks/tutorial_recipe.py --model DIR --dataset wikiann --data-dir ../shared/data/wikiann \
+    python -m benchmarks.tutorial_recipe --model DIR --dataset wikiann --data-dir ../shared/data/wikiann \
         --train-samples 3000 --eval-samples 1000 --epochs 1 --out result.json
 """
 
@@ -21,6 +21,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -44,6 +45,7 @@ DATASETS = {
 
 
 def load_data(dataset: str, data_dir: str, train_samples: int | None, eval_samples: int | None):
+    """The splits (tags in the tutorial's ``ner_tags`` column) and label names, read by this project."""
     spec = dict(DATASETS[dataset], max_train_samples=train_samples, max_eval_samples=eval_samples)
     spec["path" if spec["source"] == "hub" else "data_dir"] = data_dir
     cfg = OmegaConf.merge(OmegaConf.structured(DatasetConfig), spec)
@@ -77,31 +79,28 @@ def make_preprocessor(tokenizer, label_all_tokens: bool = False, tags_column: st
     return tokenize_and_align_labels
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--train-samples", type=int, default=None)
-    p.add_argument("--eval-samples", type=int, default=None)
-    p.add_argument("--epochs", type=float, default=1.0)
-    p.add_argument("--output-dir", default="benchmarks/results/recipe")
-    p.add_argument("--out", required=True, help="where to write the measurements (JSON)")
-    p.add_argument("--seed", type=int, default=42)
-    args = p.parse_args()
+def make_compute_metrics(label_list: list[str]):
+    """The tutorial's ``compute_metrics``: seqeval on the labelled sub-words."""
 
-    splits, label_list = load_data(args.dataset, args.data_dir, args.train_samples, args.eval_samples)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    tokenize_and_align_labels = make_preprocessor(tokenizer, label_all_tokens=False)
+    def compute_metrics(p):
+        predictions, labels = p
+        predictions = np.argmax(predictions, axis=2)
+        true_predictions = [
+            [label_list[p] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741 (the tutorial's code)
+            for prediction, label in zip(predictions, labels, strict=True)
+        ]
+        true_labels = [
+            [label_list[l] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741
+            for prediction, label in zip(predictions, labels, strict=True)
+        ]
+        m = compute_ner_metrics(true_labels, true_predictions)
+        return {k: m[k] for k in ("overall_precision", "overall_recall", "overall_f1", "overall_accuracy")}
 
-    start = time.perf_counter()
-    tokenized = {
-        k: ds.map(tokenize_and_align_labels, batched=True, load_from_cache_file=False)
-        for k, ds in splits.items()
-    }
-    prep_seconds = time.perf_counter() - start
-    n_sentences = sum(len(ds) for ds in splits.values())
+    return compute_metrics
 
+
+def build_trainer(args: argparse.Namespace, tokenized: dict, tokenizer: Any, label_list: list[str]):
+    """The tutorial's ``Trainer``, its collator wrapped to count tokens (measurement only)."""
     model = AutoModelForTokenClassification.from_pretrained(
         args.model,
         num_labels=len(label_list),
@@ -120,22 +119,7 @@ def main() -> None:
         report_to="none",
         save_strategy="no",  # the tutorial saves every 500 steps; a benchmark run stays below that
     )
-
-    def compute_metrics(p):
-        predictions, labels = p
-        predictions = np.argmax(predictions, axis=2)
-        true_predictions = [
-            [label_list[p] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741 (the tutorial's code)
-            for prediction, label in zip(predictions, labels, strict=True)
-        ]
-        true_labels = [
-            [label_list[l] for (p, l) in zip(prediction, label, strict=True) if l != -100]  # noqa: E741
-            for prediction, label in zip(predictions, labels, strict=True)
-        ]
-        m = compute_ner_metrics(true_labels, true_predictions)
-        return {k: m[k] for k in ("overall_precision", "overall_recall", "overall_f1", "overall_accuracy")}
-
-    collator = CountingCollator(DataCollatorForTokenClassification(tokenizer))  # counting only: measurement
+    collator = CountingCollator(DataCollatorForTokenClassification(tokenizer))
     throughput = TrainThroughputCallback(collator)
     trainer = Trainer(
         model,
@@ -144,35 +128,65 @@ def main() -> None:
         eval_dataset=tokenized["validation"],
         data_collator=collator,
         processing_class=tokenizer,
-        compute_metrics=compute_metrics,
+        compute_metrics=make_compute_metrics(label_list),
         callbacks=[throughput],
     )
+    return trainer, collator, throughput
+
+
+def word_level_f1(trainer: Trainer, tokenizer: Any, features, sentences, label_list: list[str]) -> dict:
+    """seqeval at word level: first sub-word's prediction per word; truncated words are "O"."""
+    predicted_ids = np.argmax(trainer.predict(features).predictions, axis=2)
+    gold, pred, truncated = [], [], 0
+    for i, (words, tags) in enumerate(zip(sentences["tokens"], sentences["ner_tags"], strict=True)):
+        word_ids = tokenizer(list(words), truncation=True, is_split_into_words=True).word_ids()
+        labels = ["O"] * len(words)
+        seen = set()
+        for pos, w in enumerate(word_ids):
+            if w is not None and w not in seen:
+                seen.add(w)
+                labels[w] = label_list[int(predicted_ids[i, pos])]
+        truncated += len(seen) < len(words)
+        gold.append([label_list[t] for t in tags])
+        pred.append(labels)
+    m = compute_ner_metrics(gold, pred)
+    return {"overall_f1": m["overall_f1"], "sentences": len(gold), "sentences_truncated": truncated}
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--train-samples", type=int, default=None)
+    p.add_argument("--eval-samples", type=int, default=None)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--output-dir", default="benchmarks/results/recipe")
+    p.add_argument("--out", required=True, help="where to write the measurements (JSON)")
+    p.add_argument("--seed", type=int, default=42)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_arguments(argv)
+    splits, label_list = load_data(args.dataset, args.data_dir, args.train_samples, args.eval_samples)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenize_and_align_labels = make_preprocessor(tokenizer, label_all_tokens=False)
+
+    start = time.perf_counter()
+    tokenized = {
+        k: ds.map(tokenize_and_align_labels, batched=True, load_from_cache_file=False)
+        for k, ds in splits.items()
+    }
+    prep_seconds = time.perf_counter() - start
+    n_sentences = sum(len(ds) for ds in splits.values())
+
+    trainer, collator, throughput = build_trainer(args, tokenized, tokenizer, label_list)
     trainer.train()
     collator.active = False
     start = time.perf_counter()
     subword_metrics = trainer.evaluate()
     eval_seconds = time.perf_counter() - start
-
-    def word_level(split: str) -> dict:
-        """seqeval at word level: first sub-word's prediction per word; truncated words are "O"."""
-        output = trainer.predict(tokenized[split])
-        predicted_ids = np.argmax(output.predictions, axis=2)
-        gold, pred, truncated = [], [], 0
-        for i, (words, tags) in enumerate(
-            zip(splits[split]["tokens"], splits[split]["ner_tags"], strict=True)
-        ):
-            word_ids = tokenizer(list(words), truncation=True, is_split_into_words=True).word_ids()
-            labels = ["O"] * len(words)
-            seen = set()
-            for pos, w in enumerate(word_ids):
-                if w is not None and w not in seen:
-                    seen.add(w)
-                    labels[w] = label_list[int(predicted_ids[i, pos])]
-            truncated += len(seen) < len(words)
-            gold.append([label_list[t] for t in tags])
-            pred.append(labels)
-        m = compute_ner_metrics(gold, pred)
-        return {"overall_f1": m["overall_f1"], "sentences": len(gold), "sentences_truncated": truncated}
 
     result = {
         "preprocessing": {
@@ -183,10 +197,10 @@ def main() -> None:
         "train": throughput.summary(),
         "eval_seconds": {"validation": round(eval_seconds, 3)},
         "subword_validation": {k: float(v) for k, v in subword_metrics.items() if isinstance(v, int | float)},
-        "validation": word_level("validation"),
-        "test": word_level("test"),
-        "optim": str(training_args.optim),
+        "optim": str(trainer.args.optim),
     }
+    for split in ("validation", "test"):
+        result[split] = word_level_f1(trainer, tokenizer, tokenized[split], splits[split], label_list)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
