@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
 LANGUAGE_NAMES = {
     "ar": "Arabic",
     "bn": "Bengali",
@@ -175,107 +176,37 @@ def _duration(seconds: Any) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
-def build_card_body(
-    cfg: Any,
-    results: dict[str, Any],
-    repo_id: str | None = None,
-    widgets: list[str] | None = None,
-    model_ref: str | None = None,
-) -> str:
-    """The card's Markdown body (everything under the YAML header)."""
-    run = results.get("run", {})
-    train = results.get("train", {})
-    language = language_of(cfg, results)
-    lang = language_name(language)
-    types = entity_types(results)
-    source = _get(cfg, "model.source")
-    base = _get(cfg, "model.name_or_path")
-    dataset_id = _get(cfg, "dataset.hub_dataset_id")
-    dataset_name = _get(cfg, "dataset.name", "a custom data set")
-    dataset_ref = (
-        f"[{dataset_id}](https://huggingface.co/datasets/{dataset_id})" if dataset_id else f"`{dataset_name}`"
-    )
-    if _get(cfg, "dataset.config_name") and dataset_id:
-        dataset_ref += f" (config `{_get(cfg, 'dataset.config_name')}`)"
-    title = repo_id or run.get("run_name") or "NER model"
-    ref = model_ref or repo_id or "path/to/run/model"
-    t = cfg.trainer if isinstance(cfg, DictConfig) and "trainer" in cfg else {}
+def _what(cfg: Any, run: dict[str, Any]) -> str:
+    source, base = _get(cfg, "model.source"), _get(cfg, "model.name_or_path")
+    if source == "tiny" or run.get("random_init_model"):
+        return "a small **randomly initialised** BERT (a test model, not a pretrained encoder) trained"
+    if source == "hub" and base:
+        return f"[{base}](https://huggingface.co/{base}) fine-tuned"
+    return f"the local model `{base}` fine-tuned" if base else "a fine-tuned encoder"
 
-    out: list[str] = [f"# {title}", ""]
-    if source == "tiny" or run.get("random_init_model"):
-        what = "a small **randomly initialised** BERT (a test model, not a pretrained encoder) trained"
-    elif source == "hub" and base:
-        what = f"[{base}](https://huggingface.co/{base}) fine-tuned"
-    else:
-        what = f"the local model `{base}` fine-tuned" if base else "a fine-tuned encoder"
-    out += [
-        f"A named-entity recognition (token classification) model for {lang}: {what} on {dataset_ref}.",
-        f"It tags {', '.join(types) if types else 'the data set’s entity types'} in IOB2 "
-        f"(labels: {', '.join(run.get('label_names') or []) or 'see config.json'}).",
-        "",
-    ]
-    if source == "tiny" or run.get("random_init_model"):
-        out += [
-            "> **Test model.** This is the framework's quickstart/test model: a tiny BERT with random initial",
-            "> weights and a tokenizer trained on the training words. Its scores only show that the pipeline",
-            "> works; do not use it for real predictions.",
-            "",
-        ]
-    out += ["## Results", ""]
-    if "test" in results:
-        out += [
-            f"Test split (`{_get(cfg, 'dataset.test_split', 'test')}`), entity level (seqeval), at word level:",
-            "",
-            _table(results["test"]),
-            "",
-        ]
-    if "validation" in results:
-        out += [
-            f"Validation split (`{_get(cfg, 'dataset.validation_split', 'validation')}`), used to pick the best checkpoint:",
-            "",
-            _table(results["validation"]),
-            "",
-        ]
-    example = (
-        widgets[0] if widgets else ("সিডনি ক্রিকেট গ্রাউন্ড" if language == "bn" else "Sydney Cricket Ground")
-    )
-    out += [
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import pipeline",
-        "",
-        f'ner = pipeline("token-classification", model="{ref}", aggregation_strategy="first")',
-        f'print(ner("{example}"))',
-        "```",
-        "",
-        "The model was trained and scored on words (first sub-word piece of each word). For word-level",
-        "predictions exactly as in evaluation, with long inputs split into overlapping windows:",
-        "",
-        "```bash",
-        f'ner-predict --model {ref} "{example}"',
-        "```",
-        "",
-        "## Training",
-        "",
-    ]
+
+def _dataset_ref(cfg: Any) -> str:
+    dataset_id = _get(cfg, "dataset.hub_dataset_id")
+    if not dataset_id:
+        return f"`{_get(cfg, 'dataset.name', 'a custom data set')}`"
+    ref = f"[{dataset_id}](https://huggingface.co/datasets/{dataset_id})"
+    config_name = _get(cfg, "dataset.config_name")
+    return ref + (f" (config `{config_name}`)" if config_name else "")
+
+
+def _settings(cfg: Any, results: dict[str, Any], dataset_ref: str) -> list[tuple[str, Any]]:
+    run, train = results.get("run", {}), results.get("train", {})
     rows = [
         ("data", f"{dataset_ref}, {train.get('num_sentences', '?')} training sentences"),
-        ("learning rate", _get(t, "learning_rate") if isinstance(t, DictConfig) else None),
-        (
-            "batch size (per device)",
-            _get(t, "per_device_train_batch_size") if isinstance(t, DictConfig) else None,
-        ),
-        (
-            "gradient accumulation",
-            _get(t, "gradient_accumulation_steps") if isinstance(t, DictConfig) else None,
-        ),
-        ("epochs (configured)", _get(t, "num_train_epochs") if isinstance(t, DictConfig) else None),
+        ("learning rate", _get(cfg, "trainer.learning_rate")),
+        ("batch size (per device)", _get(cfg, "trainer.per_device_train_batch_size")),
+        ("gradient accumulation", _get(cfg, "trainer.gradient_accumulation_steps")),
+        ("epochs (configured)", _get(cfg, "trainer.num_train_epochs")),
         ("epochs trained / steps", f"{train.get('epochs', '?')} / {train.get('global_step', '?')}"),
-        ("weight decay", _get(t, "weight_decay") if isinstance(t, DictConfig) else None),
-        ("warmup ratio", _get(t, "warmup_ratio") if isinstance(t, DictConfig) else None),
-        ("scheduler", _get(t, "lr_scheduler_type") if isinstance(t, DictConfig) else None),
-        ("optimizer", _get(t, "optim") if isinstance(t, DictConfig) else None),
+        ("weight decay", _get(cfg, "trainer.weight_decay")),
+        ("warmup ratio", _get(cfg, "trainer.warmup_ratio")),
+        ("scheduler", _get(cfg, "trainer.lr_scheduler_type")),
+        ("optimizer", _get(cfg, "trainer.optim")),
         ("max length (pieces)", run.get("max_length") or _get(cfg, "model.max_length")),
         ("window stride (pieces)", _get(cfg, "model.window_stride")),
         ("label all sub-words", _get(cfg, "label_all_subwords", False)),
@@ -286,37 +217,46 @@ def build_card_body(
         ("whole run", _duration(run.get("duration_s"))),
         ("started", run.get("started_at")),
     ]
-    out += ["| Setting | Value |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in rows if v is not None and v != ""]
-    out.append("")
-    out.append(
-        "Every setting of the run (the resolved training config) is in `training_config.yaml` in this "
-        "repository."
-    )
-    if run.get("wandb_url"):
-        out += ["", f"Training curves: [Weights & Biases run]({run['wandb_url']})."]
-    out += [
-        "",
-        "## Limitations",
-        "",
-        f"- Trained on {dataset_ref} only: expect lower scores on text from other domains or styles, "
-        f"and on languages other than {lang}.",
-        f"- It knows only the entity types {', '.join(types) if types else 'of its training data'}; "
-        "anything else is tagged `O`.",
-        "- Input is split into words before tagging (the scores above are at word level); a different word "
-        "splitting than the data set's can change the predictions.",
-        "- The Hugging Face `pipeline` truncates inputs longer than the model's maximum length; "
-        "`ner-predict` splits them into overlapping windows instead.",
-    ]
-    if (_get(cfg, "dataset.hub_dataset_id") or "").endswith("wikiann"):
-        out.append(
-            "- WikiANN's tags were produced automatically from Wikipedia links (silver standard), "
-            "so the test scores measure agreement with that annotation, not with human judgement."
+    return [(k, v) for k, v in rows if v is not None and v != ""]
+
+
+def card_context(
+    cfg: Any, results: dict[str, Any], repo_id: str | None, widgets: list[str], model_ref: str | None
+) -> dict[str, Any]:
+    """Everything the card template (templates/model_card.md) fills in."""
+    run = results.get("run", {})
+    language = language_of(cfg, results)
+    types = entity_types(results)
+    dataset_ref = _dataset_ref(cfg)
+    tables = [
+        {
+            "caption": caption.format(split=_get(cfg, f"dataset.{name}_split", name)),
+            "table": _table(results[name]),
+        }
+        for name, caption in (
+            ("test", "Test split (`{split}`), entity level (seqeval), at word level:"),
+            ("validation", "Validation split (`{split}`), used to pick the best checkpoint:"),
         )
-    if _get(cfg, "dataset.license"):
-        out.append(f"- The training data is licensed {_get(cfg, 'dataset.license')}.")
-    out += ["", "*Generated by ner-experiments from the run's config and metrics.*", ""]
-    return "\n".join(out)
+        if name in results
+    ]
+    return {
+        "title": repo_id or run.get("run_name") or "NER model",
+        "language": language_name(language),
+        "what": _what(cfg, run),
+        "dataset_ref": dataset_ref,
+        "types_text": ", ".join(types) if types else "the entity types of its training data",
+        "labels_text": ", ".join(run.get("label_names") or []) or "see config.json",
+        "random_init": _get(cfg, "model.source") == "tiny" or bool(run.get("random_init_model")),
+        "score_tables": tables,
+        "ref": model_ref or repo_id or "path/to/run/model",
+        "example": widgets[0]
+        if widgets
+        else ("সিডনি ক্রিকেট গ্রাউন্ড" if language == "bn" else "Sydney Cricket Ground"),
+        "settings": _settings(cfg, results, dataset_ref),
+        "wandb_url": run.get("wandb_url"),
+        "wikiann": (_get(cfg, "dataset.hub_dataset_id") or "").endswith("wikiann"),
+        "data_license": _get(cfg, "dataset.license"),
+    }
 
 
 def build_model_card(
@@ -329,9 +269,11 @@ def build_model_card(
     """A :class:`~huggingface_hub.ModelCard` for a run. ``widgets=None``: the run's own examples."""
     if widgets is None:
         widgets = list(results.get("run", {}).get("widget_examples") or [])
-    data = build_card_data(cfg, results, repo_id, widgets)
-    body = build_card_body(cfg, results, repo_id, widgets, model_ref)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    return ModelCard.from_template(
+        build_card_data(cfg, results, repo_id, widgets),
+        template_path=str(TEMPLATE),
+        **card_context(cfg, results, repo_id, widgets, model_ref),
+    )
 
 
 def write_model_card(
