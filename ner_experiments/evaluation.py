@@ -17,7 +17,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ner_experiments.features.builder import MODEL_INPUTS, count_windowed_sentences
-from ner_experiments.metrics import compute_ner_metrics
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -189,6 +188,8 @@ def score_predictions(
     strict_iob2: bool = False,
 ) -> dict[str, Any]:
     """seqeval metrics of word-level predictions, plus how many sentences and words were scored and split."""
+    from ner_experiments.metrics import compute_ner_metrics  # seqeval imports scikit-learn: not for tagging
+
     gold = [[label_names[t] for t in tags] for tags in gold_tag_ids]
     pred = [[label_names[t] for t in tags] for tags in predicted_tag_ids]
     metrics = compute_ner_metrics(gold, pred, strict_iob2=strict_iob2)
