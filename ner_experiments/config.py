@@ -230,56 +230,8 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
     _choice("trainer.eval_strategy", c.trainer.eval_strategy, EVAL_STRATEGIES)
     _choice("trainer.precision", c.trainer.precision, PRECISIONS)
     _choice("trainer.train_sampling", c.trainer.train_sampling, SAMPLING_STRATEGIES)
-    _positive("trainer.learning_rate", c.trainer.learning_rate, "2e-5")
-    if c.trainer.max_steps is None or c.trainer.max_steps <= 0:
-        _positive("trainer.num_train_epochs", c.trainer.num_train_epochs, "3")
-    _positive("trainer.per_device_train_batch_size", c.trainer.per_device_train_batch_size, "16")
-    _positive("trainer.per_device_eval_batch_size", c.trainer.per_device_eval_batch_size, "32")
-    _positive("trainer.gradient_accumulation_steps", c.trainer.gradient_accumulation_steps, "1")
-    _positive("trainer.logging_steps", c.trainer.logging_steps, "50")
-    if not 0 <= c.trainer.weight_decay < float("inf"):
-        raise ConfigError(f"trainer.weight_decay={c.trainer.weight_decay} must be >= 0, e.g. 0.01")
-    if not 0 <= c.trainer.warmup_ratio < 1:
-        raise ConfigError(f"trainer.warmup_ratio={c.trainer.warmup_ratio} must be in [0, 1), e.g. 0.1")
-    if c.trainer.eval_strategy == "steps":
-        _positive("trainer.eval_steps", c.trainer.eval_steps, "500")
-    if c.trainer.pad_to_multiple_of is not None:
-        _positive("trainer.pad_to_multiple_of", c.trainer.pad_to_multiple_of, "8")
-    if c.model.max_length is not None and c.model.max_length < 8:
-        raise ConfigError(f"model.max_length={c.model.max_length} is too small: use at least 8, e.g. 512")
-    if c.trainer.train_window_length is not None and c.trainer.train_window_length < 16:
-        raise ConfigError(
-            f"trainer.train_window_length={c.trainer.train_window_length} is too small: use at least 16, "
-            "e.g. 128 (or null for model.max_length)"
-        )
-    if c.model.window_stride < 0:
-        raise ConfigError(f"model.window_stride={c.model.window_stride} must be >= 0, e.g. 128")
-    for key in ("max_train_samples", "max_eval_samples"):
-        value = c.dataset[key] if isinstance(c, DictConfig) else getattr(c.dataset, key)
-        if value is not None and value <= 0:
-            raise ConfigError(f"dataset.{key}={value} must be > 0 (or null for all sentences)")
-    if c.dataset.source == "hub" and not c.dataset.path:
-        raise ConfigError(
-            "dataset.path is not set: give a Hub data set id or a local folder, e.g. dataset=wikiann_bn"
-        )
-    if c.dataset.source == "files":
-        if not c.dataset.data_dir:
-            raise ConfigError(
-                "dataset.data_dir is not set: dataset=conll_files needs dataset.data_dir=path/to/dir"
-            )
-        if not Path(c.dataset.data_dir).is_dir():
-            raise ConfigError(
-                f"dataset.data_dir={c.dataset.data_dir} does not exist: give a folder with train/validation/test files"
-            )
-        _choice("dataset.file_format", c.dataset.file_format, ("auto", "conll", "jsonl"))
-    if c.model.source in ("hub", "local") and not c.model.name_or_path:
-        raise ConfigError(
-            f"model.name_or_path is not set: model.source={c.model.source} needs a Hub id or a folder"
-        )
-    if c.model.source == "local" and not Path(c.model.name_or_path).is_dir():
-        raise ConfigError(
-            f"model.name_or_path={c.model.name_or_path} is not a folder: give a saved model directory"
-        )
+    _check_trainer(c.trainer)
+    _check_data_and_model(c.dataset, c.model)
     split, _, metric = str(c.objective).partition(".")
     if split not in ("validation", "test") or not metric:
         raise ConfigError(
@@ -287,6 +239,62 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
         )
     if c.hub.push and not c.hub.repo_id:
         raise ConfigError("hub.push=true needs hub.repo_id, e.g. hub.repo_id=your-name/bengali-ner")
+
+
+def _check_trainer(t: Any) -> None:
+    _positive("trainer.learning_rate", t.learning_rate, "2e-5")
+    if t.max_steps is None or t.max_steps <= 0:
+        _positive("trainer.num_train_epochs", t.num_train_epochs, "3")
+    _positive("trainer.per_device_train_batch_size", t.per_device_train_batch_size, "16")
+    _positive("trainer.per_device_eval_batch_size", t.per_device_eval_batch_size, "32")
+    _positive("trainer.gradient_accumulation_steps", t.gradient_accumulation_steps, "1")
+    _positive("trainer.logging_steps", t.logging_steps, "50")
+    if not 0 <= t.weight_decay < float("inf"):
+        raise ConfigError(f"trainer.weight_decay={t.weight_decay} must be >= 0, e.g. 0.01")
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"trainer.warmup_ratio={t.warmup_ratio} must be in [0, 1), e.g. 0.1")
+    if t.eval_strategy == "steps":
+        _positive("trainer.eval_steps", t.eval_steps, "500")
+    if t.pad_to_multiple_of is not None:
+        _positive("trainer.pad_to_multiple_of", t.pad_to_multiple_of, "8")
+    if t.train_window_length is not None and t.train_window_length < 16:
+        raise ConfigError(
+            f"trainer.train_window_length={t.train_window_length} is too small: use at least 16, "
+            "e.g. 128 (or null for model.max_length)"
+        )
+
+
+def _check_data_and_model(d: Any, m: Any) -> None:
+    if m.max_length is not None and m.max_length < 8:
+        raise ConfigError(f"model.max_length={m.max_length} is too small: use at least 8, e.g. 512")
+    if m.window_stride < 0:
+        raise ConfigError(f"model.window_stride={m.window_stride} must be >= 0, e.g. 128")
+    for key in ("max_train_samples", "max_eval_samples"):
+        value = d[key] if isinstance(d, DictConfig) else getattr(d, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"dataset.{key}={value} must be > 0 (or null for all sentences)")
+    if d.source == "hub" and not d.path:
+        raise ConfigError(
+            "dataset.path is not set: give a Hub data set id or a local folder, e.g. dataset=wikiann_bn"
+        )
+    if d.source == "files":
+        if not d.data_dir:
+            raise ConfigError(
+                "dataset.data_dir is not set: dataset=conll_files needs dataset.data_dir=path/to/dir"
+            )
+        if not Path(d.data_dir).is_dir():
+            raise ConfigError(
+                f"dataset.data_dir={d.data_dir} does not exist: give a folder with train/validation/test files"
+            )
+        _choice("dataset.file_format", d.file_format, ("auto", "conll", "jsonl"))
+    if m.source in ("hub", "local") and not m.name_or_path:
+        raise ConfigError(
+            f"model.name_or_path is not set: model.source={m.source} needs a Hub id or a folder"
+        )
+    if m.source == "local" and not Path(m.name_or_path).is_dir():
+        raise ConfigError(
+            f"model.name_or_path={m.name_or_path} is not a folder: give a saved model directory"
+        )
 
 
 def to_plain_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
-from ner_experiments.config import validate_config
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
 from ner_experiments.errors import ConfigError
@@ -65,9 +64,8 @@ def default_run_name(cfg: DictConfig) -> str:
 
 
 def start_run(cfg: DictConfig, run_dir: Path | None = None) -> RunContext:
-    """Validate the config, decide where the run writes (a new dir, or the run being resumed), seed
-    everything and set torch up for the hardware."""
-    validate_config(cfg)
+    """Decide where the run writes (a new dir, or the run being resumed), seed everything and set torch
+    up for the hardware. The config was validated by the entry point (``cli.run_task``)."""
     hydra_dir, overrides = _hydra_run_dir_and_overrides()
     ctx = RunContext(
         run_dir=run_dir or hydra_dir,
