@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from ner_experiments.errors import DataError
 
 _TAG = re.compile(r"^(O|[BI]-\S+)$")
+_OTHER_SCHEME = re.compile(r"^[LUES]-\S+$")
+_BARE = re.compile(r"^[^\W\d_][\w.-]*$")  # a type name: starts with a letter, no spaces
+_PREFIX_LIKE = re.compile(r"^[A-Za-z][-_]")  # B_PER, b-PER, X-PER: a broken prefix, not a bare type
 
 
 def is_valid_tag_name(tag: str) -> bool:
@@ -15,9 +18,19 @@ def is_valid_tag_name(tag: str) -> bool:
     return bool(_TAG.match(tag))
 
 
-def entity_type(tag: str) -> str | None:
-    """``B-PER`` → ``PER``; ``O`` → None."""
-    return None if tag == "O" else tag[2:]
+def tag_problem(tag: str) -> str | None:
+    """None for a valid IOB2 tag, else the kind of problem (a key of ``data.problems.KINDS``).
+
+    ``bare_tag``: a type without a prefix (``TIM``, ``PERSON``); ``other_scheme``: a BILOU/IOBES tag
+    (``U-PER``, ``E-LOC``); ``invalid_tag``: anything else (``B_PER``, ``b-PER``, ``B-``, ``o``).
+    """
+    if is_valid_tag_name(tag):
+        return None
+    if _OTHER_SCHEME.match(tag):
+        return "other_scheme"
+    if _BARE.match(tag) and not _PREFIX_LIKE.match(tag) and tag.upper() not in ("O", "B", "I"):
+        return "bare_tag"
+    return "invalid_tag"
 
 
 def check_label_names(label_names: Sequence[str], where: str) -> None:

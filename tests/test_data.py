@@ -102,19 +102,21 @@ def test_jsonl_folder_with_integer_tags_needs_declared_labels(tmp_path):
     make_jsonl_dir(tmp_path, {"train": ints, "validation": ints, "test": ints})
     data = load_files(tmp_path, label_names=WIKIANN_LABELS)
     assert data.tag_names("train") == [["B-PER", "O"], ["B-LOC"]]
-    with pytest.raises(
-        DataError, match="tags are numbers but no label names are known: set dataset.label_names"
-    ):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path)
+    message = str(err.value)
+    assert "numeric tags without label names (3)" in message  # once per file, not once per tag
+    assert "fix: set dataset.label_names=" in message
+    assert f"{tmp_path / 'train.jsonl'}:1: tags are numbers, e.g. 1 (word 'Bob')" in message
 
 
 def test_jsonl_integer_tag_outside_declared_labels(tmp_path):
     rows = [(["Bob"], [9])]
     make_jsonl_dir(tmp_path, {"train": rows, "validation": rows, "test": rows})
-    with pytest.raises(
-        DataError, match=r"train split: sentence 0 has tag id 9, outside the label set of 7 labels"
-    ):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path, label_names=WIKIANN_LABELS)
+    assert "tag id outside the label set (3): '9' 3" in str(err.value)
+    assert f"{tmp_path / 'test.jsonl'}:1: tag id 9 (word 'Bob'): the label set has 7 labels" in str(err.value)
 
 
 def test_sample_data_in_both_languages():
@@ -200,14 +202,17 @@ def test_hub_layout_invalid_classlabel_name(tmp_path):
 # --- Data errors: one message naming the file (and line) and the fix --------------------------------
 
 
-def test_malformed_conll_line_names_file_and_line(tmp_path):
+def test_line_without_a_tag_names_file_and_line(tmp_path):
     make_conll_dir(tmp_path)
     (tmp_path / "validation.conll").write_text("John\tB-PER\nSmith\tI-PER\nlonely\n\n", encoding="utf-8")
     with pytest.raises(DataError) as err:
         load_files(tmp_path)
-    message = str(err.value)
-    assert message.startswith(f"{tmp_path / 'validation.conll'}:3: malformed line 'lonely'")
-    assert "expected 'token<TAB>tag'" in message
+    assert str(err.value).splitlines() == [
+        f"{tmp_path}: 1 data problem (line without a tag 1), listed by kind with the fix:",
+        "  line without a tag (1)",
+        "    fix: write 'token<TAB>tag'; a blank line ends a sentence",
+        f"    {tmp_path / 'validation.conll'}:3: 'lonely'",
+    ]
 
 
 def test_length_mismatch_names_file_and_line(tmp_path):
@@ -215,18 +220,25 @@ def test_length_mismatch_names_file_and_line(tmp_path):
     good = json.dumps({"tokens": ["a"], "ner_tags": ["O"]})
     bad = json.dumps({"tokens": ["Bob", "Smith"], "ner_tags": ["B-PER"]})
     (tmp_path / "train.jsonl").write_text(f"{good}\n{bad}\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"train\.jsonl:2: 2 tokens but 1 tags: every token needs one tag"):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path)
+    assert f"{tmp_path / 'train.jsonl'}:2: 2 tokens but 1 tags" in str(err.value)
+    assert "fix: every token needs one tag" in str(err.value)
 
 
 def test_length_mismatch_in_a_hub_data_set_is_caught_by_validation():
     ds = Dataset.from_dict({"tokens": [["a", "b"], ["c"], ["d"]], "tags": [[0], [0], [0, 0]]})
     data = NerData(splits={"train": ds}, label_names=["O"], source="somewhere")
-    with pytest.raises(
-        DataError,
-        match=r"somewhere: train split: sentence 0 has 2 tokens but 1 tags \(and 1 more sentences\)",
-    ):
+    with pytest.raises(DataError) as err:
         validate_ner_data(data)
+    lines = str(err.value).splitlines()
+    assert (
+        lines[0] == "somewhere: 2 data problems (token and tag counts differ 2), listed by kind with the fix:"
+    )
+    assert lines[3:] == [
+        "    somewhere train sentence 1: 2 tokens but 1 tags",
+        "    somewhere train sentence 3: 1 tokens but 2 tags",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -252,8 +264,12 @@ def test_jsonl_line_that_is_not_a_sentence_object(tmp_path, line):
 def test_jsonl_not_json(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": [\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"train\.jsonl:2: not valid JSON .*one JSON object per line"):
+    with pytest.raises(DataError) as err:
         read_jsonl(path)
+    assert "line not valid JSON (1)" in str(err.value) and "fix: write one JSON object per line" in str(
+        err.value
+    )
+    assert f"{path}:2: Expecting value: '{{\"tokens\": ['" in str(err.value)
 
 
 def test_tag_outside_the_declared_label_set(tmp_path):
@@ -261,18 +277,37 @@ def test_tag_outside_the_declared_label_set(tmp_path):
     with pytest.raises(DataError) as err:
         load_files(tmp_path, label_names=["O", "B-PER", "I-PER"])
     message = str(err.value)
-    assert "train.conll: sentence 0: tag 'B-LOC' is not in the label set ['O', 'B-PER', 'I-PER']" in message
-    assert "add it to dataset.label_names or fix the data" in message
+    # every occurrence in every split, with its line
+    assert "tag not in dataset.label_names (12): 'B-LOC' 6, 'B-ORG' 3, 'I-ORG' 3" in message
+    assert f"{tmp_path / 'train.conll'}:5: 'B-LOC' (word 'Paris')" in message
+    assert f"{tmp_path / 'test.conll'}:12: 'I-ORG' (word 'Corp')" in message
+    assert "fix: add it to dataset.label_names or fix the data" in message
 
 
-@pytest.mark.parametrize("tag", ["PER", "B_PER", "b-PER", "B-", "X-PER", "B PER"])
-def test_invalid_tag_name_in_a_file(tmp_path, tag):
+@pytest.mark.parametrize(
+    ("tag", "kind"),
+    [
+        ("PER", "tag without B-/I-"),
+        ("creative-work", "tag without B-/I-"),
+        ("U-PER", "BILOU/IOBES tag"),
+        ("E-PER", "BILOU/IOBES tag"),
+        ("B_PER", "invalid tag name"),
+        ("b-PER", "invalid tag name"),
+        ("B-", "invalid tag name"),
+        ("X-PER", "invalid tag name"),
+        ("B PER", "invalid tag name"),
+        ("o", "invalid tag name"),
+    ],
+)
+def test_invalid_tag_name_in_a_file(tmp_path, tag, kind):
     make_conll_dir(tmp_path)
     (tmp_path / "test.conll").write_text(f"Bob\tO\n\nAlice\t{tag}\n", encoding="utf-8")
-    with pytest.raises(
-        DataError, match=r"test\.conll: sentence 1: invalid tag name .*O, B-<TYPE> or I-<TYPE> \(IOB2\)"
-    ):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path)
+    message = str(err.value)
+    assert f"  {kind} (1): {tag!r} 1\n" in message
+    assert "O, B-<TYPE> or I-<TYPE> (IOB2)" in message
+    assert f"{tmp_path / 'test.conll'}:3: {tag!r} (word 'Alice')" in message
 
 
 def test_invalid_declared_label_names():
@@ -287,24 +322,26 @@ def test_invalid_declared_label_names():
 def test_empty_split(tmp_path, content):
     make_conll_dir(tmp_path)
     (tmp_path / "validation.conll").write_text(content, encoding="utf-8")
-    with pytest.raises(DataError, match="the validation split is empty: it needs at least one sentence"):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path)
+    assert "empty split (1)" in str(err.value) and "every split needs at least one sentence" in str(err.value)
+    assert f"{tmp_path} validation: the validation split has no sentences" in str(err.value)
 
 
 def test_empty_split_of_sentences_without_words(tmp_path):
     make_jsonl_dir(tmp_path)
     (tmp_path / "test.jsonl").write_text('{"tokens": [], "ner_tags": []}\n', encoding="utf-8")
-    with pytest.raises(DataError, match="the test split is empty"):
+    with pytest.raises(DataError, match="the test split has no sentences"):
         load_files(tmp_path)
 
 
 def test_non_utf8_file_names_file_and_line(tmp_path):
     make_conll_dir(tmp_path)
     (tmp_path / "train.conll").write_bytes("Bob\tB-PER\n\nJos\xe9\tB-PER\n".encode("latin-1"))
-    with pytest.raises(
-        DataError, match=r"train\.conll:3: the file is not UTF-8 text: convert it, e.g. iconv -t UTF-8"
-    ):
+    with pytest.raises(DataError) as err:
         load_files(tmp_path)
+    assert "fix: convert the file to UTF-8, e.g. iconv -f <encoding> -t UTF-8" in str(err.value)
+    assert f"{tmp_path / 'train.conll'}:3: 'Jos\\\\xe9\\tB-PER'" in str(err.value)
 
 
 def test_missing_split_file(tmp_path):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import datasets
 from datasets import Dataset
 
-from ner_experiments.errors import DataError
+from ner_experiments.data.problems import Problem, raise_problems
 from ner_experiments.labels import check_label_names
 
 SPLITS = ("train", "validation", "test")
+CONTRACT_FEATURES = datasets.Features(
+    {
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "tags": datasets.Sequence(datasets.Value("int32")),
+    }
+)
 
 
 @dataclass
@@ -20,39 +27,33 @@ class NerData:
     label_names: list[str]
     language: str | None = None
     source: str = ""  # where it came from, for messages and the model card
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
-
-    @property
-    def id2label(self) -> dict[int, str]:
-        return dict(enumerate(self.label_names))
 
     def tag_names(self, split: str) -> list[list[str]]:
         """Gold tags of a split as label names, sentence by sentence."""
         return [[self.label_names[t] for t in tags] for tags in self.splits[split]["tags"]]
 
 
-def validate_ner_data(data: NerData) -> None:
-    """Check what would otherwise fail late or silently: empty splits, length mismatches, unknown tags.
-
-    Raises :class:`DataError` with the split, the sentence index and the problem, plus how many other
-    sentences have problems, so one run reports the size of the problem.
-    """
-    check_label_names(data.label_names, data.source or "label set")
+def contract_problems(data: NerData) -> list[Problem]:
+    """What would otherwise fail late or silently: empty splits, length mismatches, tag ids out of range."""
     n_labels = len(data.label_names)
+    problems: list[Problem] = []
     for split, ds in data.splits.items():
+        where = f"{data.source} {split}"
         if len(ds) == 0:
-            raise DataError(f"{data.source}: the {split} split is empty: it needs at least one sentence")
-        problems: list[str] = []
+            problems.append(Problem("empty_split", where, f"the {split} split has no sentences"))
+            continue
         for i, (tokens, tags) in enumerate(zip(ds["tokens"], ds["tags"], strict=True)):
             if len(tokens) != len(tags):
-                problems.append(f"sentence {i} has {len(tokens)} tokens but {len(tags)} tags")
+                text = f"{len(tokens)} tokens but {len(tags)} tags"
+                problems.append(Problem("count_mismatch", f"{where} sentence {i + 1}", text))
             elif any(t is None or t < 0 or t >= n_labels for t in tags):
                 bad = next(t for t in tags if t is None or t < 0 or t >= n_labels)
-                problems.append(f"sentence {i} has tag id {bad}, outside the label set of {n_labels} labels")
-        if problems:
-            more = f" (and {len(problems) - 1} more sentences)" if len(problems) > 1 else ""
-            raise DataError(f"{data.source}: {split} split: {problems[0]}{more}")
+                text = f"tag id {bad}: the label set has {n_labels} labels"
+                problems.append(Problem("tag_id_out_of_range", f"{where} sentence {i + 1}", text, str(bad)))
+    return problems
+
+
+def validate_ner_data(data: NerData) -> None:
+    """Raise one :class:`DataError` listing every contract problem (see :func:`contract_problems`)."""
+    check_label_names(data.label_names, data.source or "label set")
+    raise_problems(data.source, contract_problems(data))

@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,11 @@ import datasets
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from ner_experiments.config import DatasetConfig
-from ner_experiments.data.contract import SPLITS, NerData, validate_ner_data
+from ner_experiments.data.contract import CONTRACT_FEATURES, SPLITS, NerData, validate_ner_data
+from ner_experiments.data.files import FileRows, scan_conll, scan_jsonl
+from ner_experiments.data.problems import Problem, raise_problems
 from ner_experiments.errors import DataError
-from ner_experiments.labels import check_label_names, is_valid_tag_name, sorted_label_names
+from ner_experiments.labels import check_label_names, sorted_label_names, tag_problem
 from ner_experiments.offline import is_network_error, offline_advice
 
 log = logging.getLogger(__name__)
@@ -31,20 +33,43 @@ CONLL_SUFFIXES = (".conll", ".txt", ".tsv", ".iob", ".iob2", ".annotated")
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 
+@dataclass
+class DataReading:
+    """What reading a data set found: the data without the sentences that have problems, the problems
+    (each with its file and line), and harmless things worth a note (a BOM, CRLF line ends)."""
+
+    data: NerData
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
 def load_ner_data(cfg: DatasetConfig, cache_dir: str | None = None) -> NerData:
-    """Read the configured data set into the contract, validated and cut to the configured sizes."""
+    """Read the configured data set into the contract, validated and cut to the configured sizes.
+
+    Raises one :class:`DataError` that lists every problem of every file, grouped by kind.
+    """
+    reading = read_data(cfg, cache_dir)
+    raise_problems(reading.data.source, reading.problems)
+    validate_ner_data(reading.data)
+    return reading.data
+
+
+def read_data(cfg: DatasetConfig, cache_dir: str | None = None) -> DataReading:
+    """Read the configured data set, collecting problems instead of stopping at the first.
+
+    Still raises :class:`DataError` when nothing can be read at all (no folder, no file, no such split).
+    """
     if cfg.source == "hub":
-        data = _read_hub(cfg, cache_dir)
+        reading = _read_hub(cfg, cache_dir)
     elif cfg.source == "files":
-        data = _read_files(cfg)
+        reading = _read_files(cfg)
     elif cfg.source == "sample":
-        data = _read_sample(cfg)
+        reading = _read_sample(cfg)
     else:  # validate_config rejects this earlier; kept for callers that skip it
         raise DataError(f"dataset.source={cfg.source!r} is not valid: use hub, files or sample")
-    data.language = data.language or cfg.language
-    _limit_sizes(data, cfg.max_train_samples, cfg.max_eval_samples)
-    validate_ner_data(data)
-    return data
+    reading.data.language = reading.data.language or cfg.language
+    _limit_sizes(reading.data, cfg.max_train_samples, cfg.max_eval_samples)
+    return reading
 
 
 def _limit_sizes(data: NerData, max_train: int | None, max_eval: int | None) -> None:
@@ -57,7 +82,7 @@ def _limit_sizes(data: NerData, max_train: int | None, max_eval: int | None) -> 
 # --- Hub -------------------------------------------------------------------------------------------
 
 
-def _read_hub(cfg: DatasetConfig, cache_dir: str | None) -> NerData:
+def _read_hub(cfg: DatasetConfig, cache_dir: str | None) -> DataReading:
     where = f"{cfg.path}" + (f" (config {cfg.config_name})" if cfg.config_name else "")
     try:
         raw = datasets.load_dataset(cfg.path, cfg.config_name, revision=cfg.revision, cache_dir=cache_dir)
@@ -102,14 +127,15 @@ def _read_hub(cfg: DatasetConfig, cache_dir: str | None) -> NerData:
             ds = raw[name].select_columns([cfg.tokens_column, cfg.tags_column])
             ds = ds.rename_columns({cfg.tokens_column: "tokens", cfg.tags_column: "tags"})
             splits[split] = ds.cast_column("tags", datasets.Sequence(datasets.Value("int32")))
-        return NerData(splits=splits, label_names=label_names, source=where)
+        return DataReading(NerData(splits=splits, label_names=label_names, source=where))
     # String tags (or ints with a declared list): build the label set from the data.
     rows = {
-        split: (raw[name][cfg.tokens_column], raw[name][cfg.tags_column]) for split, name in wanted.items()
+        split: FileRows(
+            f"{where} {name}", list(raw[name][cfg.tokens_column]), list(raw[name][cfg.tags_column])
+        )
+        for split, name in wanted.items()
     }
-    return _from_rows(
-        rows, cfg.label_names, where, {split: f"{where} {name}" for split, name in wanted.items()}
-    )
+    return _from_rows(rows, cfg.label_names, where)
 
 
 # --- Local files -----------------------------------------------------------------------------------
@@ -129,82 +155,37 @@ def _find_split_file(data_dir: Path, stem_or_name: str, split: str) -> Path:
     return candidates[0]
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: the file is not UTF-8 text: convert it, e.g. iconv -t UTF-8"
-        ) from err
-
-
 def read_conll(path: Path) -> tuple[list[list[str]], list[list[str]]]:
     """2-column CoNLL: ``token<TAB or spaces>tag`` per line, a blank (or whitespace-only) line between sentences.
 
     ``-DOCSTART-`` lines are skipped. With more than two columns the first is the token and the last the tag.
+    Raises one :class:`DataError` listing every line that cannot be read.
     """
-    sentences: list[list[str]] = []
-    tags: list[list[str]] = []
-    cur_tokens: list[str] = []
-    cur_tags: list[str] = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            if cur_tokens:
-                sentences.append(cur_tokens)
-                tags.append(cur_tags)
-            cur_tokens, cur_tags = [], []
-            continue
-        parts = line.split("\t") if "\t" in line else line.split()
-        parts = [p for p in parts if p != ""]
-        if parts and parts[0] == "-DOCSTART-":
-            continue
-        if len(parts) < 2:
-            raise DataError(
-                f"{path}:{lineno}: malformed line {line.strip()[:60]!r}: expected 'token<TAB>tag' (a blank line ends a sentence)"
-            )
-        cur_tokens.append(parts[0].strip())
-        cur_tags.append(parts[-1].strip())
-    if cur_tokens:
-        sentences.append(cur_tokens)
-        tags.append(cur_tags)
-    return sentences, tags
+    rows = scan_conll(path)
+    raise_problems(str(path), rows.problems)
+    return rows.tokens, rows.tags
 
 
 def read_jsonl(
     path: Path, tokens_key: str = "tokens", tags_key: str = "ner_tags"
 ) -> tuple[list[list[str]], list[list[Any]]]:
-    """JSON lines, one sentence a line: ``{"tokens": [...], "ner_tags": [...]}`` (``tags`` also accepted)."""
-    sentences: list[list[str]] = []
-    tags: list[list[Any]] = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg}): one JSON object per line") from err
-        fields = row if isinstance(row, dict) else {}  # a line may hold any JSON value: 5, null, a list
-        key = tags_key if tags_key in fields else "tags" if "tags" in fields else None
-        if key is None or not isinstance(fields.get(tokens_key), list) or not isinstance(fields[key], list):
-            raise DataError(f"{path}:{lineno}: expected an object with {tokens_key!r} and {tags_key!r} lists")
-        if len(row[tokens_key]) != len(row[key]):
-            raise DataError(
-                f"{path}:{lineno}: {len(row[tokens_key])} tokens but {len(row[key])} tags: every token needs one tag"
-            )
-        sentences.append([str(t) for t in row[tokens_key]])
-        tags.append(list(row[key]))
-    return sentences, tags
+    """JSON lines, one sentence a line: ``{"tokens": [...], "ner_tags": [...]}`` (``tags`` also accepted).
+
+    Raises one :class:`DataError` listing every line that cannot be read.
+    """
+    rows = scan_jsonl(path, tokens_key, tags_key)
+    raise_problems(str(path), rows.problems)
+    return rows.tokens, rows.tags
 
 
-def _read_files(cfg: DatasetConfig) -> NerData:
+def split_files(cfg: DatasetConfig) -> dict[str, tuple[Path, str]]:
+    """The file of each split under ``dataset.data_dir``, with its format (conll or jsonl)."""
     data_dir = Path(str(cfg.data_dir))
     if not data_dir.is_dir():
         raise DataError(
             f"dataset.data_dir={data_dir} does not exist: give a folder with train/validation/test files"
         )
-    rows: dict[str, tuple[list[list[str]], list[list[Any]]]] = {}
-    origins: dict[str, str] = {}
+    found = {}
     for split, stem in (
         ("train", cfg.train_file),
         ("validation", cfg.validation_file),
@@ -214,73 +195,80 @@ def _read_files(cfg: DatasetConfig) -> NerData:
         fmt = cfg.file_format
         if fmt == "auto":
             fmt = "jsonl" if path.suffix in JSONL_SUFFIXES else "conll"
-        rows[split] = (
-            read_jsonl(path, cfg.tokens_column, cfg.tags_column) if fmt == "jsonl" else read_conll(path)
-        )
-        origins[split] = str(path)
-    return _from_rows(rows, cfg.label_names, str(data_dir), origins)
+        found[split] = (path, fmt)
+    return found
 
 
-def _from_rows(
-    rows: dict[str, tuple[list[list[str]], list[list[Any]]]],
-    declared: Iterable[str] | None,
-    where: str,
-    origins: dict[str, str],
-) -> NerData:
-    """Convert string (or declared-list int) tags to ids, checking every tag name on the way."""
+def _read_files(cfg: DatasetConfig) -> DataReading:
+    rows = {
+        split: scan_jsonl(path, cfg.tokens_column, cfg.tags_column) if fmt == "jsonl" else scan_conll(path)
+        for split, (path, fmt) in split_files(cfg).items()
+    }
+    return _from_rows(rows, cfg.label_names, str(cfg.data_dir))
+
+
+def _from_rows(rows: dict[str, FileRows], declared: Iterable[str] | None, where: str) -> DataReading:
+    """Convert string (or declared-list int) tags to ids, checking every tag on the way.
+
+    Words with a problem are left out of the data; the problems are returned with it.
+    """
     declared_names = list(declared) if declared else None
     if declared_names:
         check_label_names(declared_names, f"{where}: dataset.label_names")
+    problems = [p for split_rows in rows.values() for p in split_rows.problems]
     seen: set[str] = set()
-    for split, (_, tag_rows) in rows.items():
-        for i, sentence_tags in enumerate(tag_rows):
-            for tag in sentence_tags:
-                if isinstance(tag, int):
-                    if declared_names is None:
-                        raise DataError(
-                            f"{origins[split]}: tags are numbers but no label names are known: set dataset.label_names"
-                        )
-                    continue
-                if not is_valid_tag_name(str(tag)):
-                    raise DataError(
-                        f"{origins[split]}: sentence {i}: invalid tag name {tag!r}: tags must be O, B-<TYPE> or I-<TYPE> (IOB2)"
-                    )
-                seen.add(str(tag))
+    for split_rows in rows.values():
+        problems += _check_tags(split_rows, declared_names, seen)
     label_names = declared_names or sorted_label_names(seen)
     index = {name: i for i, name in enumerate(label_names)}
     splits = {}
-    for split, (token_rows, tag_rows) in rows.items():
-        id_rows = []
-        for i, sentence_tags in enumerate(tag_rows):
-            ids = []
-            for tag in sentence_tags:
-                if isinstance(tag, int):
-                    ids.append(tag)
-                elif tag in index:
-                    ids.append(index[tag])
-                else:
-                    raise DataError(
-                        f"{origins[split]}: sentence {i}: tag {tag!r} is not in the label set {label_names}: "
-                        "add it to dataset.label_names or fix the data"
-                    )
-            id_rows.append(ids)
-        keep = [i for i, toks in enumerate(token_rows) if len(toks) > 0]
-        splits[split] = Dataset.from_dict(
-            {"tokens": [token_rows[i] for i in keep], "tags": [id_rows[i] for i in keep]},
-            features=datasets.Features(
-                {
-                    "tokens": datasets.Sequence(datasets.Value("string")),
-                    "tags": datasets.Sequence(datasets.Value("int32")),
-                }
-            ),
-        )
-    return NerData(splits=splits, label_names=label_names, source=where)
+    for split, split_rows in rows.items():
+        tokens, ids = [], []
+        for i, (words, tags) in enumerate(zip(split_rows.tokens, split_rows.tags, strict=True)):
+            keep = [j for j in range(len(words)) if (i, j) not in split_rows.bad]
+            if keep:  # sentences without words are left out
+                tokens.append([words[j] for j in keep])
+                ids.append([tags[j] if isinstance(tags[j], int) else index[tags[j]] for j in keep])
+        splits[split] = Dataset.from_dict({"tokens": tokens, "tags": ids}, features=CONTRACT_FEATURES)
+    notes = [n for split_rows in rows.values() for n in split_rows.notes]
+    return DataReading(NerData(splits=splits, label_names=label_names, source=where), problems, notes)
+
+
+def _check_tags(rows: FileRows, declared: list[str] | None, seen: set[str]) -> list[Problem]:
+    """Problems of the tags of one file; marks those words bad and adds the good tag names to ``seen``."""
+    problems: list[Problem] = []
+    numbers_reported = False
+    for i, (tokens, tags) in enumerate(zip(rows.tokens, rows.tags, strict=True)):
+        for j, tag in enumerate(tags):
+            kind, text = None, f"{tag!r} (word {tokens[j]!r})"
+            if isinstance(tag, int):
+                if declared is None and not numbers_reported:
+                    kind, numbers_reported = "numeric_tags", True
+                    text = f"tags are numbers, e.g. {tag} (word {tokens[j]!r}), and no label names are known"
+                elif declared is None:
+                    rows.bad.add((i, j))
+                elif not 0 <= tag < len(declared):
+                    kind = "tag_id_out_of_range"
+                    text = f"tag id {tag} (word {tokens[j]!r}): the label set has {len(declared)} labels"
+            else:
+                tag = str(tag)
+                kind = tag_problem(tag)
+                if kind is None and declared is not None and tag not in declared:
+                    kind = "unknown_label"
+                elif kind is None:
+                    seen.add(tag)
+            if kind is not None:
+                problems.append(
+                    Problem(kind, rows.where(i, j), text, None if kind == "numeric_tags" else str(tag))
+                )
+                rows.bad.add((i, j))
+    return problems
 
 
 # --- Shipped sample --------------------------------------------------------------------------------
 
 
-def _read_sample(cfg: DatasetConfig) -> NerData:
+def _read_sample(cfg: DatasetConfig) -> DataReading:
     language = cfg.config_name or cfg.language or "bn"
     folder = SAMPLE_DIR / language
     if not folder.is_dir():
@@ -288,7 +276,7 @@ def _read_sample(cfg: DatasetConfig) -> NerData:
         raise DataError(
             f"the sample data set has no language {language!r}: use dataset.language={' or '.join(options)}"
         )
-    rows = {split: read_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
-    data = _from_rows(rows, WIKIANN_LABELS, f"sample data ({language})", {s: str(folder / s) for s in SPLITS})
-    data.language = language
-    return data
+    rows = {split: scan_jsonl(folder / f"{split}.jsonl") for split in SPLITS}
+    reading = _from_rows(rows, WIKIANN_LABELS, f"sample data ({language})")
+    reading.data.language = language
+    return reading
