@@ -23,3 +23,24 @@ class DataError(NerExperimentError):
 
 class ModelLoadError(NerExperimentError):
     """A model or tokenizer that cannot be loaded (missing files, no network, bad folder)."""
+
+
+class PublishError(NerExperimentError):
+    """The model cannot be published (no token, the Hub refused or cannot be reached, an incomplete run)."""
+
+
+class PushNotPossibleError(PublishError):
+    """``hub=push`` refused at start-up, before any data or model is loaded: the upload could not happen."""
+
+
+class PushFailedError(PublishError):
+    """The upload at the end of a finished run failed; the run is complete and ``retry_command`` publishes it.
+
+    Exit code 3, so a script can tell "trained, not published" from "nothing ran" (2).
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, retry_command: str = "") -> None:
+        super().__init__(message)
+        self.retry_command = retry_command

@@ -1,4 +1,5 @@
-"""Pushing a run: staged folder, a stand-in HfApi that records calls, token handling, retries, dry run."""
+"""Pushing a run: staged folder, a stand-in HfApi that records calls, token handling, retries, dry run,
+the error of a push that fails after training, secrets kept out of the upload, offline advice."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from typing import Any
 
 import pytest
 
+from ner_experiments.errors import NerExperimentError
 from ner_experiments.publishing import push as push_module
 from ner_experiments.publishing.cli import publish_main
-from ner_experiments.publishing.push import PublishError, publish_run, push_run
-from tests import conftest_publishing as shared
+from ner_experiments.publishing.push import PublishError, PushFailedError, publish_run, push_run
+from tests.helpers import snapshot
 
-tiny_run = shared.tiny_run
-run_copy = shared.run_copy
 TOKEN = "hf_" + "TestSecretToken" + "1234567890abcdef"  # a stand-in, split so it is no token literal
 EXPECTED_FILES = {
     "README.md",
@@ -100,25 +100,25 @@ def test_publish_uploads_the_staged_folder_with_private_flag(run_copy: Path, wit
 def test_no_token_uploads_nothing_and_leaves_the_run_untouched(
     run_copy: Path, no_token: None, capsys
 ) -> None:
-    before = shared.snapshot(run_copy)
+    before = snapshot(run_copy)
     api = FakeHfApi()
     code = publish_main([str(run_copy), "--repo-id", "me/bengali-ner"], api=api)
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "hf auth login" in err[0]
     assert api.calls == []
-    assert shared.snapshot(run_copy) == before
+    assert snapshot(run_copy) == before
 
 
 def test_network_failure_is_retried_then_reported(run_copy: Path, with_token: str) -> None:
-    before = {k: v for k, v in shared.snapshot(run_copy).items() if not k.startswith("hub_upload")}
+    before = {k: v for k, v in snapshot(run_copy).items() if not k.startswith("hub_upload")}
     api = FakeHfApi(failures=[ConnectionError("connection reset")] * 10)
     waits: list[float] = []
     with pytest.raises(PublishError, match="after 3 attempts") as info:
         publish_run(run_copy, "me/bengali-ner", max_retries=2, api=api, sleep=waits.append)
     assert TOKEN not in str(info.value)
     assert [c[0] for c in api.calls] == ["create_repo"] * 3 and waits == [1.0, 2.0]
-    after = {k: v for k, v in shared.snapshot(run_copy).items() if not k.startswith("hub_upload")}
+    after = {k: v for k, v in snapshot(run_copy).items() if not k.startswith("hub_upload")}
     assert after == before
 
 
@@ -147,7 +147,7 @@ def test_dry_run_folder_loads_back_with_from_pretrained(tiny_run: Path, no_token
     assert (folder / "README.md").read_text(encoding="utf-8").startswith("---\n")
 
 
-def test_dry_run_and_offline_list_the_folder_and_upload_nothing(
+def test_dry_run_lists_the_folder_and_uploads_nothing(
     run_copy: Path, no_token: None, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     api = FakeHfApi()
@@ -156,22 +156,155 @@ def test_dry_run_and_offline_list_the_folder_and_upload_nothing(
     assert (
         "dry run: nothing uploaded" in out and "model.safetensors" in out and "training_args.bin" not in out
     )
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert publish_main([str(run_copy), "--repo-id", "me/bengali-ner"], api=api) == 0
-    assert "HF_HUB_OFFLINE is set" in capsys.readouterr().out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # offline, a dry run is still fine
+    assert publish_main([str(run_copy), "--repo-id", "me/bengali-ner", "--dry-run"], api=api) == 0
     assert api.calls == []
 
 
-def test_training_hook_reports_a_failed_push_without_raising(run_copy: Path, with_token: str, capsys) -> None:
+def test_offline_publish_is_refused_not_silently_skipped(
+    run_copy: Path, with_token: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    api = FakeHfApi()
+    assert publish_main([str(run_copy), "--repo-id", "me/bengali-ner"], api=api) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: HF_HUB_OFFLINE=1 is set, so nothing can be uploaded")
+    assert "unset HF_HUB_OFFLINE" in err[0] and "--dry-run" in err[0]
+    assert api.calls == [] and not (run_copy / push_module.UPLOAD_DIR).exists()
+
+
+def hub_config(**overrides: Any) -> Any:
     from omegaconf import OmegaConf
 
-    hub = OmegaConf.create(
-        {"push": True, "repo_id": "me/x", "private": False, "dry_run": False, "max_retries": 0}
+    values = {"push": True, "repo_id": "me/x", "private": False, "dry_run": False, "max_retries": 0}
+    return OmegaConf.create({**values, **overrides})
+
+
+def real_hub_error(status: int) -> Exception:
+    """huggingface_hub's own HTTP error, with a stand-in of the response it wraps."""
+    from types import SimpleNamespace
+
+    from huggingface_hub.errors import HfHubHTTPError
+
+    response = SimpleNamespace(status_code=status, headers={}, request=None)
+    return HfHubHTTPError(f"{status} Client Error: Forbidden for url", response=response)
+
+
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (FakeHTTPError(403), "no write access to me/x (HTTP 403)"),
+        (real_hub_error(403), "no write access to me/x (HTTP 403)"),
+        (ConnectionError("connection reset"), "cannot reach the Hub to upload to me/x after 1 attempts"),
+    ],
+    ids=["403", "hf-403", "network"],
+)
+def test_failed_push_after_training_raises_with_the_retry_command(
+    run_copy: Path, with_token: str, failure: Exception, reason: str
+) -> None:
+    before = {k: v for k, v in snapshot(run_copy).items() if not k.startswith("hub_upload")}
+    with pytest.raises(PushFailedError) as info:
+        push_run(run_copy, hub_config(), api=FakeHfApi(failures=[failure]))
+    err = info.value
+    message = str(err)
+    assert err.exit_code == 3 and isinstance(err, NerExperimentError) and "\n" not in message
+    assert message.startswith(f"upload to me/x failed: {reason}")
+    assert (
+        f"The model is saved in {run_copy / 'model'}; retry with: ner-publish {run_copy} --repo-id me/x"
+        in message
     )
-    result = push_run(run_copy, hub, api=FakeHfApi(failures=[FakeHTTPError(403)]))
-    assert not result.uploaded
-    err = capsys.readouterr().err
-    assert "no write access to me/x" in err and f"ner-publish {run_copy} --repo-id me/x" in err
+    assert err.retry_command == f"ner-publish {run_copy} --repo-id me/x" and message.endswith(
+        err.retry_command
+    )
+    assert TOKEN not in message
+    after = {k: v for k, v in snapshot(run_copy).items() if not k.startswith("hub_upload")}
+    assert after == before  # the model and the run's results are kept as they were
+
+
+def test_retry_command_keeps_the_repo_private_and_quotes_the_path(
+    run_copy: Path, with_token: str, tmp_path: Path
+) -> None:
+    spaced = tmp_path / "my runs" / run_copy.name
+    spaced.parent.mkdir()
+    run_copy.rename(spaced)
+    with pytest.raises(PushFailedError) as info:
+        push_run(spaced, hub_config(private=True), api=FakeHfApi(failures=[FakeHTTPError(403)]))
+    assert info.value.retry_command == f"ner-publish '{spaced}' --repo-id me/x --private"
+
+
+def test_each_retry_is_one_line_and_the_hub_client_is_quiet(
+    run_copy: Path, with_token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    class ChattyApi(FakeHfApi):
+        """Fails like the real client, which logs every request and its own retries."""
+
+        def create_repo(self, repo_id: str, **kwargs: Any) -> str:
+            logging.getLogger("httpx2").info("HTTP Request: POST /api/repos/create 503")
+            logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+            return super().create_repo(repo_id, **kwargs)
+
+    caplog.set_level(logging.INFO)
+    level_before = logging.getLogger("huggingface_hub").level
+    api = ChattyApi(failures=[FakeHTTPError(503), FakeHTTPError(503)])
+    publish_run(run_copy, "me/bengali-ner", max_retries=3, api=api, sleep=lambda s: None)
+    assert {r.name for r in caplog.records} == {"ner_experiments.publishing.push"}  # no client lines
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert lines == [
+        "upload to me/bengali-ner failed (HTTP 503); retry 1 of 3 in 1 s",
+        "upload to me/bengali-ner failed (HTTP 503); retry 2 of 3 in 2 s",
+    ]
+    assert logging.getLogger("huggingface_hub").level == level_before  # restored afterwards
+
+
+def test_passwords_in_urls_are_not_uploaded(run_copy: Path, no_token: None) -> None:
+    config = run_copy / "model" / "training_config.yaml"
+    url = "postgresql+psycopg://optuna:S3cretPass@db.example:5432/optuna"
+    config.write_text(config.read_text(encoding="utf-8") + f"optuna_storage: {url}\n", encoding="utf-8")
+    result = publish_run(run_copy, "me/bengali-ner", dry_run=True)
+    staged = (result.folder / "training_config.yaml").read_text(encoding="utf-8")
+    assert "S3cretPass" not in staged
+    assert "postgresql+psycopg://optuna:<redacted>@db.example:5432/optuna" in staged
+    assert url in config.read_text(encoding="utf-8")  # the run's own copy is left as it was
+
+
+def test_a_wandb_key_in_a_staged_file_blocks_the_upload(
+    run_copy: Path, with_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "wandb" + "0123456789abcdef" * 2
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    (run_copy / "README.md").write_text(f"a card that leaked {key}\n", encoding="utf-8")
+    api = FakeHfApi()
+    with pytest.raises(PublishError, match="README.md contain\\(s\\) your WANDB_API_KEY") as info:
+        publish_run(run_copy, "me/bengali-ner", api=api)
+    assert key not in str(info.value) and api.calls == []
+
+
+@pytest.mark.parametrize("kind", ["model", "dataset"])
+def test_offline_advice_does_not_ask_for_what_is_already_set(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ner_experiments.offline import offline_advice
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    assert "a populated Hugging Face cache with HF_HUB_OFFLINE=1" in offline_advice(kind)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    advice = offline_advice(kind)
+    assert advice.startswith(f"HF_HUB_OFFLINE=1 is set and the {kind} is not in the local Hugging Face cache")
+    assert "with HF_HUB_OFFLINE=1" not in advice and "unset HF_HUB_OFFLINE" in advice
+    assert "experiment=quickstart" in advice
+
+
+def test_offline_advice_names_the_datasets_switch_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ner_experiments.offline import offline_advice
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    advice = offline_advice("dataset")
+    assert advice.startswith("HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 are set")
+    assert "unset HF_HUB_OFFLINE and HF_DATASETS_OFFLINE" in advice
 
 
 @pytest.mark.parametrize(
