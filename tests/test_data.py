@@ -10,9 +10,9 @@ from datasets import Dataset
 
 from ner_experiments.config import DatasetConfig
 from ner_experiments.data.contract import NerData, validate_ner_data
-from ner_experiments.data.readers import WIKIANN_LABELS, load_ner_data, read_conll, read_jsonl
+from ner_experiments.data.readers import WIKIANN_LABELS, load_ner_data, read_conll, read_data, read_jsonl
 from ner_experiments.errors import DataError, NerExperimentError
-from ner_experiments.labels import check_label_names, is_valid_tag_name, sorted_label_names
+from ner_experiments.labels import check_label_names, is_valid_tag_name, sorted_label_names, tag_problem
 from tests.helpers import TINY_SENTENCES, make_conll_dir, make_jsonl_dir, write_hub_layout
 
 
@@ -368,3 +368,77 @@ def test_missing_data_dir(tmp_path):
 def test_data_errors_are_user_errors():
     assert issubclass(DataError, NerExperimentError)
     assert DataError.exit_code != 0
+
+
+# --- Every problem at once ---------------------------------------------------------------------------
+
+
+def test_every_problem_of_every_file_in_one_error(tmp_path):
+    make_conll_dir(tmp_path)
+    lines = ["Bob\tB-PER", "\tO", "lonely", "Smith\tB_PER", ""]
+    lines += [f"day{i}\tTIM" for i in range(25)]  # 25 bare tags: 20 are listed, then "... and 5 more"
+    (tmp_path / "train.conll").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    good = json.dumps({"tokens": ["a"], "ner_tags": ["O"]})
+    rows = [
+        good,
+        '{"tokens": ["a", "b"], "ner_tags": ["O"]}',
+        "{oops",
+        '{"tokens": ["", "b"], "ner_tags": ["O", "O"]}',
+    ]
+    (tmp_path / "test.conll").unlink()
+    (tmp_path / "test.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_files(tmp_path)
+    message = str(err.value).splitlines()
+    assert message[0] == (
+        f"{tmp_path}: 31 data problems (line not valid JSON 1, token and tag counts differ 1, line without a tag 1, "
+        "empty token 2, tag without B-/I- 25, invalid tag name 1), listed by kind with the fix:"
+    )
+    train, test = tmp_path / "train.conll", tmp_path / "test.jsonl"
+    for expected in [
+        f"    {train}:2: '\\tO'",
+        f"    {train}:3: 'lonely'",
+        f"    {train}:4: 'B_PER' (word 'Smith')",
+        f"    {train}:6: 'TIM' (word 'day0')",
+        f"    {train}:25: 'TIM' (word 'day19')",
+        "    ... and 5 more",
+        f"    {test}:2: 2 tokens but 1 tags",
+        f"    {test}:3: Expecting property name enclosed in double quotes: '{{oops'",
+        f"    {test}:4: token 1 of 2 is ''",
+        "  tag without B-/I- (25): 'TIM' 25",
+    ]:
+        assert expected in message
+    assert f"    {train}:26: 'TIM' (word 'day20')" not in message
+
+
+def test_bom_is_dropped_and_crlf_read_as_line_ends(tmp_path):
+    path = tmp_path / "a.conll"
+    path.write_bytes("\ufeffরবিবার\tB-TIM\r\nসকালে\tI-TIM\r\n\r\nঢাকা\tB-GPE\r\n".encode())
+    tokens, tags = read_conll(path)
+    assert tokens == [["রবিবার", "সকালে"], ["ঢাকা"]]  # no BOM left in the first token
+    assert tags == [["B-TIM", "I-TIM"], ["B-GPE"]]
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"tokens": ["a"], "ner_tags": ["O"]}\r\n')
+    assert read_jsonl(jsonl) == ([["a"]], [["O"]])
+
+
+def test_unicode_line_separators_inside_a_token_do_not_split_the_line(tmp_path):
+    path = tmp_path / "a.conll"
+    path.write_text("a\u2028b\tO\nc\x85d\tO\n", encoding="utf-8")
+    assert read_conll(path) == ([["a\u2028b", "c\x85d"]], [["O", "O"]])
+
+
+def test_lenient_reading_returns_the_problems_and_the_words_without_them(tmp_path):
+    make_conll_dir(tmp_path)
+    (tmp_path / "train.conll").write_text("Bob\tB-PER\n\tO\nruns\tO\nfast\tFAST\n\n", encoding="utf-8")
+    reading = read_data(files_config(tmp_path))
+    assert [p.kind for p in reading.problems] == ["empty_token", "bare_tag"]
+    assert reading.data.splits["train"]["tokens"] == [["Bob", "runs"]]
+    assert reading.data.tag_names("train") == [["B-PER", "O"]]
+
+
+def test_tag_problem_kinds():
+    assert [tag_problem(t) for t in ("O", "B-PER", "I-creative-work")] == [None, None, None]
+    assert [tag_problem(t) for t in ("TIM", "PERSON", "date")] == ["bare_tag"] * 3
+    assert [tag_problem(t) for t in ("U-PER", "L-PER", "S-LOC", "E-LOC")] == ["other_scheme"] * 4
+    assert [tag_problem(t) for t in ("B_PER", "b-PER", "B-", "X-PER", "o", "B", "1")] == ["invalid_tag"] * 7

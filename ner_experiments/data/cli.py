@@ -1,6 +1,6 @@
 """``ner-data``: check a data set before training, or write a cleaned copy of it.
 
-    ner-data check dataset=conll_files dataset.data_dir=DIR [model=...]
+    ner-data check dataset=conll_files dataset.data_dir=DIR [model=...] [--all-lines]
     ner-data fix dataset=conll_files dataset.data_dir=DIR --out FIXED [--bare-tags=IO|B]
 
 Both take the config overrides train.py takes, composed from the same ``conf/``. Exit codes: 0 the data
@@ -66,6 +66,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "overrides", nargs="*", help="config overrides, as for train.py: dataset=... key=value"
     )
+    if command == "check":
+        parser.add_argument(
+            "--all-lines",
+            action="store_true",
+            help="list every problem line (default: 20 per kind, then a count)",
+        )
     if command == "fix":
         from ner_experiments.data.fix import BARE_TAG_MODES
 
@@ -94,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "check":
             from ner_experiments.data.report import run_check
 
-            return run_check(cfg, model_given=_names_model(options.overrides))
+            return run_check(cfg, _names_model(options.overrides), options.all_lines)
         from ner_experiments.data.report import run_fix
 
         return run_fix(cfg, options.out, options.bare_tags)

@@ -12,7 +12,7 @@ from ner_experiments.config import DatasetConfig
 from ner_experiments.data.check import DataCheckReport, check_reading, length_summary
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.pieces import PieceFigures, model_limits, piece_figures
-from ner_experiments.data.problems import FIX_COMMAND, format_problems
+from ner_experiments.data.problems import FIX_COMMAND, SHOWN_PER_KIND, format_problems
 from ner_experiments.errors import NerExperimentError
 
 EXIT_OK, EXIT_PROBLEMS = 0, 1
@@ -74,7 +74,7 @@ def _quiet_datasets() -> None:
     datasets.disable_progress_bars()
 
 
-def run_check(cfg: DictConfig, model_given: bool) -> int:
+def run_check(cfg: DictConfig, model_given: bool, all_lines: bool = False) -> int:
     """``ner-data check``: print the figures, every problem, warning and note; 0 if trainable, else 1."""
     from ner_experiments.data.readers import read_data
 
@@ -94,7 +94,8 @@ def run_check(cfg: DictConfig, model_given: bool) -> int:
             print(f"\n{title}:")
             print("\n".join(f"  - {item}" for item in items))
     if report.problems:
-        print(f"\n{format_problems(reading.data.source, report.problems)}")
+        limit = len(report.problems) if all_lines else SHOWN_PER_KIND
+        print(f"\n{format_problems(reading.data.source, report.problems, limit)}")
     if model_error is not None:
         print(f"\nerror: {model_error}")
         return EXIT_PROBLEMS
@@ -138,17 +139,15 @@ def run_fix(cfg: DictConfig, out_dir: Path, bare_tags: str | None) -> int:
             print(f"  {FIX_ACTIONS[kind]} ({len(found)}): {noun} {', '.join(lines)}{more}")
     unfixable = [p for r in results for p in r.unfixable]
     if unfixable:
+        left_out = sum(r.left_out for r in results)
         print(f"\n{format_problems(str(cfg.dataset.data_dir), unfixable)}")
-        print(
-            f"\nnothing written: fix the {len(unfixable)} lines above in the input, then run {FIX_COMMAND} again"
-        )
-        return EXIT_PROBLEMS
+        print(f"\nleft out of the copy: {left_out} sentences with the problems above (fix them in the input)")
     copy = DatasetConfig(
         name="fixed", source="files", data_dir=str(out_dir), label_names=cfg.dataset.label_names
     )
     data = load_ner_data(copy)  # the promise: the copy loads as it is
     counts = ", ".join(f"{split} {len(ds)}" for split, ds in data.splits.items())
     print(
-        f"\nwrote {out_dir} ({counts} sentences): train on it with dataset=conll_files dataset.data_dir={out_dir}"
+        f"wrote {out_dir} ({counts} sentences): train on it with dataset=conll_files dataset.data_dir={out_dir}"
     )
-    return EXIT_OK
+    return EXIT_PROBLEMS if unfixable else EXIT_OK
