@@ -65,7 +65,11 @@ def _remove_unfinished_start() -> None:
     if not HydraConfig.initialized() or int(os.environ.get("RANK", "0")) != 0:
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and not (run_dir / CHECKPOINTS_DIR).exists() and not (run_dir / METRICS_FILE).exists():
+    if (
+        run_dir.is_dir()
+        and not (run_dir / CHECKPOINTS_DIR).exists()
+        and not (run_dir / METRICS_FILE).exists()
+    ):
         logging.shutdown()  # close train.log before its folder goes
         remove_run_dir(run_dir)
 

@@ -48,7 +48,9 @@ def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
         if not is_folder and any(
             hint in first.lower() for hint in ("not a valid model identifier", "repository not found")
         ):
-            raise ModelLoadError(f"no model {source} on the Hub or in the cache, and no such local folder") from None
+            raise ModelLoadError(
+                f"no model {source} on the Hub or in the cache, and no such local folder"
+            ) from None
         raise ModelLoadError(f"cannot load {what} of model {source}: {first}") from None
 
 
@@ -72,7 +74,9 @@ def load_tokenizer(source: str, revision: str | None = None, cache_dir: str | No
     return tokenizer
 
 
-def load_for_training(cfg: ModelConfig, label_names: list[str], cache_dir: str | None = None) -> tuple[Any, Any]:
+def load_for_training(
+    cfg: ModelConfig, label_names: list[str], cache_dir: str | None = None
+) -> tuple[Any, Any]:
     """Tokenizer and model to fine-tune: a new head with the data's labels on the configured encoder."""
     from transformers import AutoConfig, AutoModelForTokenClassification
 
@@ -83,7 +87,13 @@ def load_for_training(cfg: ModelConfig, label_names: list[str], cache_dir: str |
     source = str(cfg.name_or_path)
     tokenizer = load_tokenizer(source, cfg.revision, cache_dir)
     config = from_pretrained(
-        AutoConfig, source, "config", revision=cfg.revision, cache_dir=cache_dir, num_labels=len(label_names), **labels
+        AutoConfig,
+        source,
+        "config",
+        revision=cfg.revision,
+        cache_dir=cache_dir,
+        num_labels=len(label_names),
+        **labels,
     )
     model = from_pretrained(
         AutoModelForTokenClassification,
@@ -130,7 +140,9 @@ def resolve_max_length(configured: int | None, tokenizer: Any, model_config: Any
     positions = getattr(model_config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         # RoBERTa-style models reserve two positions for the padding offset.
-        offset = 2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        offset = (
+            2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        )
         limits.append(positions - offset)
     if configured is not None:
         return min([configured, *limits])
@@ -153,7 +165,9 @@ def resolve_model_dir(ref: str) -> Path | None:
         raise ModelLoadError(
             f"{ref} holds no saved model: give a run directory (with model/) or a model folder with config.json"
         )
-    looks_like_path = ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref or ref.endswith("/")
+    looks_like_path = (
+        ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref or ref.endswith("/")
+    )
     if path.exists() or looks_like_path:
         raise ModelLoadError(
             f"no model at {ref}: the folder does not exist (give a run directory, a model folder or a Hub id)"
@@ -210,7 +224,9 @@ class NerModel:
         from transformers import AutoConfig, AutoModelForTokenClassification
 
         if not ref or not str(ref).strip():
-            raise ModelLoadError("no model given: use --model RUN_DIR, a model folder or a Hub id like me/bengali-ner")
+            raise ModelLoadError(
+                "no model given: use --model RUN_DIR, a model folder or a Hub id like me/bengali-ner"
+            )
         folder = resolve_model_dir(ref)
         source = str(folder) if folder else ref
         hub = {"revision": revision, "cache_dir": cache_dir}
@@ -220,7 +236,9 @@ class NerModel:
         model = from_pretrained(
             AutoModelForTokenClassification, source, "model", config=config, use_safetensors=True, **hub
         )
-        target = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        target = (
+            torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         model.to(target).eval()
         training = _training_config(folder, ref, revision, cache_dir)
         window = training.model if training is not None and "model" in training else {}

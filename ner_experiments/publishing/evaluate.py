@@ -140,7 +140,9 @@ def evaluate_saved_model(
     metrics, confusion = _score_split(model, data, split, cfg, batch_size, show_progress)
     out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
     results = {split: metrics, "run": _run_record(model, data, cfg, split, overrides, started)}
-    _write_results(out_dir, results, confusion, f"{_model_name(model, model_dir)} on {cfg.dataset.name} {split}")
+    _write_results(
+        out_dir, results, confusion, f"{_model_name(model, model_dir)} on {cfg.dataset.name} {split}"
+    )
     table = format_metrics_table(f"{split} ({metrics['num_sentences']} sentences, {data.source})", metrics)
     return EvaluationResult(results, confusion, out_dir, table)
 

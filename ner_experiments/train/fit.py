@@ -25,7 +25,9 @@ def build_trainer(
 ) -> tuple[NerTrainer, TrainThroughputCallback, list[Any]]:
     """The configured :class:`NerTrainer`, its throughput counter and the sweep's callbacks (if any)."""
     pad_multiple = effective_pad_to_multiple_of(cfg.trainer.pad_to_multiple_of, cfg.trainer.use_cpu)
-    collator = CountingCollator(DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple))
+    collator = CountingCollator(
+        DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple)
+    )
     throughput = TrainThroughputCallback(collator)
     throughput.resume_from(ctx.resume_checkpoint)
     sweep_callbacks = _sweep_callbacks(cfg)

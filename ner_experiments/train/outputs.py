@@ -82,7 +82,9 @@ def widget_examples(tokens: list[list[str]], tags: list[list[int]], label_names:
     return picked
 
 
-def run_record(cfg: DictConfig, ctx: Any, data: Any, max_length: int, extra: dict[str, Any]) -> dict[str, Any]:
+def run_record(
+    cfg: DictConfig, ctx: Any, data: Any, max_length: int, extra: dict[str, Any]
+) -> dict[str, Any]:
     """The ``run`` part of the results: what was trained on what, where and how."""
     return {
         "run_dir": str(ctx.run_dir),
@@ -122,7 +124,9 @@ def log_score_tables(cfg: DictConfig, results: RunResults, run_dir: Path) -> Non
             log.info("\n%s", format_metrics_table(f"{split} ({scores['num_sentences']} sentences)", scores))
     log.info("objective %s = %.4f; run dir: %s", cfg.objective, results.objective["value"], run_dir)
     if cfg.model.source == "tiny":
-        log.info("note: model=tiny is a small randomly initialised BERT; these scores only show the pipeline works")
+        log.info(
+            "note: model=tiny is a small randomly initialised BERT; these scores only show the pipeline works"
+        )
 
 
 def _save_model(trainer: Any, tokenizer: Any, cfg: DictConfig, run_dir: Path) -> None:
@@ -133,7 +137,9 @@ def _save_model(trainer: Any, tokenizer: Any, cfg: DictConfig, run_dir: Path) ->
     tokenizer.save_pretrained(str(tmp_dir))
     # Interpolations kept, so ner-evaluate's dataset overrides re-derive the keys that follow from them.
     OmegaConf.save(cfg, tmp_dir / TRAINING_CONFIG_FILE, resolve=False)
-    (tmp_dir / "training_args.bin").unlink(missing_ok=True)  # the published model is safetensors and YAML only
+    (tmp_dir / "training_args.bin").unlink(
+        missing_ok=True
+    )  # the published model is safetensors and YAML only
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp_dir, model_dir)
 
@@ -145,4 +151,6 @@ def _write_card(cfg: DictConfig, run_dir: Path, results: RunResults) -> None:
     try:
         write_model_card(run_dir, cfg, results.as_dict())
     except Exception:
-        log.exception("could not write the model card; the model and metrics are saved, run ner-publish to retry")
+        log.exception(
+            "could not write the model card; the model and metrics are saved, run ner-publish to retry"
+        )

@@ -144,4 +144,6 @@ def prepare_features(cfg: DictConfig, data: NerData, tokenizer: Any, model: Any)
     }
     train = features["train"]
     columns = [c for c in TRAIN_COLUMNS if c in train.column_names]
-    return RunFeatures(train.select_columns(columns), eval_sets, settings, report, count_split_sentences(train))
+    return RunFeatures(
+        train.select_columns(columns), eval_sets, settings, report, count_split_sentences(train)
+    )
