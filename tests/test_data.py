@@ -341,7 +341,7 @@ def test_non_utf8_file_names_file_and_line(tmp_path):
     with pytest.raises(DataError) as err:
         load_files(tmp_path)
     assert "fix: convert the file to UTF-8, e.g. iconv -f <encoding> -t UTF-8" in str(err.value)
-    assert f"{tmp_path / 'train.conll'}:3: 'Jos\\\\xe9\\tB-PER'" in str(err.value)
+    assert f"{tmp_path / 'train.conll'}:3: b'Jos\\xe9\\tB-PER'" in str(err.value)
 
 
 def test_missing_split_file(tmp_path):

@@ -121,7 +121,7 @@ def test_check_names_every_problem_line_of_a_messy_file_in_one_run(messy):
         f"    ... and {n_bare - 20} more" in capped and f"{train}:{expected['bare_tag'][-1]}: " not in capped
     )
     assert out.rstrip().endswith(
-        f"NOT TRAINABLE: {total} problems to fix first; ner-data fix --out DIR can fix {n_bare + n_empty} of them"
+        f"NOT TRAINABLE: {total} problems to fix first; ner-data fix --out DIR --bare-tags=IO|B can fix {n_bare + n_empty} of them"
     )
 
 
@@ -375,3 +375,15 @@ def test_compose_config_takes_train_overrides_and_fails_in_one_line(tmp_path):
     )
     with pytest.raises(ConfigError, match="dataset.data_dir is not set"):
         compose_config(["dataset=conll_files"])
+
+
+def test_fix_leaves_out_a_sentence_with_a_line_that_is_not_utf8(tmp_path):
+    data = make_conll_dir(tmp_path / "in")
+    (data / "train.conll").write_bytes(
+        "Bob\tB-PER\n\nJos\xe9\tB-PER\nruns\tO\n\nAnn\tB-PER\n".encode("latin-1")
+    )
+    results = fix_files(DatasetConfig(name="t", source="files", data_dir=str(data)), tmp_path / "out", None)
+    assert [(p.kind, p.where.rsplit(":", 1)[1], p.text) for p in results[0].unfixable] == [
+        ("not_utf8", "3", "b'Jos\\xe9\\tB-PER'")
+    ]
+    assert read_conll(tmp_path / "out" / "train.conll") == ([["Bob"], ["Ann"]], [["B-PER"], ["B-PER"]])

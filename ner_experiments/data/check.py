@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ner_experiments.data.contract import NerData, contract_problems
+from ner_experiments.data.contract import NerData, columns, contract_problems
 from ner_experiments.data.problems import Problem, format_problems
 from ner_experiments.data.readers import DataReading
 from ner_experiments.errors import DataError
@@ -92,7 +92,7 @@ def check_reading(reading: DataReading) -> DataCheckReport:
 
 def labels_seen_in_training(data: NerData) -> list[str]:
     """The label names that occur in the train split, in label-set order (for the model card)."""
-    ids = {t for tags in data.splits["train"]["tags"] for t in tags}
+    ids = {t for tags in columns(data.splits["train"])["tags"] for t in tags}
     return [name for i, name in enumerate(data.label_names) if i in ids]
 
 
@@ -151,7 +151,7 @@ def duplicate_warnings(data: NerData) -> list[str]:
     for split in ("train", *EVAL_SPLITS):
         if split not in data.splits:
             continue
-        sentences = [tuple(tokens) for tokens in data.splits[split]["tokens"]]
+        sentences = [tuple(tokens) for tokens in columns(data.splits[split])["tokens"]]
         if split != "train":
             shared = [i for i, s in enumerate(sentences) if s in earlier]
             if shared:

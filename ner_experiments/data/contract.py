@@ -30,7 +30,13 @@ class NerData:
 
     def tag_names(self, split: str) -> list[list[str]]:
         """Gold tags of a split as label names, sentence by sentence."""
-        return [[self.label_names[t] for t in tags] for tags in self.splits[split]["tags"]]
+        return [[self.label_names[t] for t in tags] for tags in columns(self.splits[split])["tags"]]
+
+
+def columns(ds: Dataset) -> dict[str, list[list]]:
+    """``tokens`` and ``tags`` as Python lists in one Arrow conversion (``ds[name]`` goes row by row)."""
+    table = ds.select_columns(["tokens", "tags"]).with_format("arrow")[:]
+    return {name: table.column(name).to_pylist() for name in ("tokens", "tags")}
 
 
 def contract_problems(data: NerData) -> list[Problem]:
@@ -42,7 +48,8 @@ def contract_problems(data: NerData) -> list[Problem]:
         if len(ds) == 0:
             problems.append(Problem("empty_split", where, f"the {split} split has no sentences"))
             continue
-        for i, (tokens, tags) in enumerate(zip(ds["tokens"], ds["tags"], strict=True)):
+        rows = columns(ds)
+        for i, (tokens, tags) in enumerate(zip(rows["tokens"], rows["tags"], strict=True)):
             if len(tokens) != len(tags):
                 text = f"{len(tokens)} tokens but {len(tags)} tags"
                 problems.append(Problem("count_mismatch", f"{where} sentence {i + 1}", text))

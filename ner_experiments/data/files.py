@@ -73,8 +73,8 @@ def read_lines(path: Path) -> TextLines:
         try:
             result.lines.append((lineno, chunk.decode("utf-8")))
         except UnicodeDecodeError:
-            text = chunk.decode("utf-8", errors="backslashreplace")
-            result.problems.append(Problem("not_utf8", f"{path}:{lineno}", shown(text)))
+            # the bytes as Python writes them: b'Jos\xe9\tB-PER' shows which byte is not UTF-8
+            result.problems.append(Problem("not_utf8", f"{path}:{lineno}", repr(chunk[:60])))
     return result
 
 

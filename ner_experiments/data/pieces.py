@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ner_experiments.data.contract import NerData
+from ner_experiments.data.contract import NerData, columns
 
 BATCH = 1000  # sentences per tokenizer call
 
@@ -44,9 +44,9 @@ def piece_figures(data: NerData, tokenizer: Any, max_length: int) -> PieceFigure
     unk_id = tokenizer.unk_token_id
     for split, ds in data.splits.items():
         lengths, no_pieces, unknown = [], 0, 0
-        sentences = ds["tokens"]
+        sentences = columns(ds)["tokens"]
         for start in range(0, len(sentences), BATCH):
-            batch = [list(s) for s in sentences[start : start + BATCH]]
+            batch = sentences[start : start + BATCH]
             encoding = tokenizer(batch, is_split_into_words=True, add_special_tokens=False, verbose=False)
             for row, words in enumerate(batch):
                 per_word: list[list[int]] = [[] for _ in words]

@@ -109,7 +109,8 @@ def _verdict(report: DataCheckReport) -> str:
     if report.can_train:
         return f"OK: the data can be trained on{warned}"
     fixable = sum(p.fixable for p in report.problems)
-    hint = f"; {FIX_COMMAND} --out DIR can fix {fixable} of them" if fixable else ""
+    bare = " --bare-tags=IO|B" if any(p.kind == "bare_tag" for p in report.problems) else ""
+    hint = f"; {FIX_COMMAND} --out DIR{bare} can fix {fixable} of them" if fixable else ""
     return f"NOT TRAINABLE: {len(report.problems)} problems to fix first{hint}"
 
 
@@ -141,7 +142,8 @@ def run_fix(cfg: DictConfig, out_dir: Path, bare_tags: str | None) -> int:
     if unfixable:
         left_out = sum(r.left_out for r in results)
         print(f"\n{format_problems(str(cfg.dataset.data_dir), unfixable)}")
-        print(f"\nleft out of the copy: {left_out} sentences with the problems above (fix them in the input)")
+        noun = "sentence" if left_out == 1 else "sentences"
+        print(f"\nleft out of the copy: {left_out} {noun} with the problems above (fix them in the input)")
     copy = DatasetConfig(
         name="fixed", source="files", data_dir=str(out_dir), label_names=cfg.dataset.label_names
     )
