@@ -17,6 +17,7 @@ from ner_experiments.config import LoggerConfig
 
 log = logging.getLogger(__name__)
 
+WANDB_MODES = ("online", "offline", "disabled")
 SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
 
 
@@ -30,22 +31,29 @@ def scrub_secrets(data: Any) -> Any:
 
 
 def wandb_credentials_found() -> bool:
-    """True when W&B could log in without asking: WANDB_API_KEY, or an api.wandb.ai entry in ~/.netrc."""
+    """True when W&B can log in without asking: WANDB_API_KEY, or the netrc entry ``wandb login`` writes."""
     if os.environ.get("WANDB_API_KEY"):
         return True
+    # An explicit path, as wandb reads it: netrc's own default would refuse a file others can read.
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     try:
-        rc = netrc.netrc(os.environ.get("NETRC"))
+        rc = netrc.netrc(path)
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
     host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
     return rc.authenticators(host) is not None
 
 
-def resolve_wandb_mode(cfg: LoggerConfig) -> str:
-    if os.environ.get("WANDB_MODE") in ("offline", "online", "disabled"):
+def resolve_wandb_mode(requested: str | None) -> str:
+    """The W&B mode of every run, trials and a sweep's summary run alike: online, offline or disabled.
+
+    ``WANDB_MODE`` in the environment wins, then ``requested`` (``logger.mode``) unless it is ``auto``
+    or unset; ``auto`` is online when :func:`wandb_credentials_found`, else offline.
+    """
+    if os.environ.get("WANDB_MODE") in WANDB_MODES:
         return os.environ["WANDB_MODE"]
-    if cfg.mode != "auto":
-        return cfg.mode
+    if requested in WANDB_MODES:
+        return str(requested)
     return "online" if wandb_credentials_found() else "offline"
 
 
@@ -78,7 +86,7 @@ class Tracker:
             self._start_wandb()
 
     def _start_wandb(self) -> None:
-        mode = resolve_wandb_mode(self.cfg)
+        mode = resolve_wandb_mode(self.cfg.mode)
         if mode == "disabled":
             return
         self.report_to = ["wandb"]

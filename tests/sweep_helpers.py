@@ -23,7 +23,9 @@ def sweep_env() -> dict[str, str]:
 
 
 def app_command(out: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(SWEEP_APP), "-m", f"paths.output_dir={out}", *overrides]
+    """The stand-in app as a multirun, with the repository's presets (``sweep=...``) on its search path."""
+    search_path = f"hydra.searchpath=[file://{REPO / 'conf'}]"
+    return [sys.executable, str(SWEEP_APP), "-m", search_path, f"paths.output_dir={out}", *overrides]
 
 
 def run_app(out: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

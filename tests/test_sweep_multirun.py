@@ -65,7 +65,7 @@ def test_pruned_trials_stop_early_and_are_stored_pruned(tmp_path):
         "trainer.num_train_epochs=4",
         "hydra.sweeper.n_trials=3",
         "hydra.sweeper.pruner.name=median",
-        "+hydra.sweeper.pruner.options={n_startup_trials: 1, n_warmup_steps: 0}",
+        "++hydra.sweeper.pruner.median={n_startup_trials: 1, n_warmup_steps: 0}",
     )
     assert proc.returncode == 0, proc.stderr
     study = load(tmp_path)
@@ -77,6 +77,38 @@ def test_pruned_trials_stop_early_and_are_stored_pruned(tmp_path):
         assert t.user_attrs["steps_trained"] < complete[0].user_attrs["steps_trained"]
         assert t.user_attrs["pruned_at_step"] == 10
         assert list(t.intermediate_values) == [10]
+
+
+def test_preset_pruner_is_switched_off_on_the_command_line(tmp_path):
+    # The documented command: the preset's median options stay in the config, unused.
+    proc = run_app(tmp_path, "sweep=lr_epochs", "hydra.sweeper.pruner.name=none", "sim.mode=first_best")
+    assert proc.returncode == 0, proc.stderr
+    study = load(tmp_path, "lr_epochs-stand_in-sim")
+    assert study.user_attrs["pruner"]["name"] == "none"
+    assert states(study) == {"COMPLETE": 20}  # first_best: the preset's median pruner would prune most
+
+
+def test_preset_pruner_is_swapped_for_another_on_the_command_line(tmp_path):
+    overrides = [
+        "sweep=lr_epochs",
+        "sim.mode=first_best",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.plots=false",
+    ]
+    proc = run_app(tmp_path / "preset", *overrides)
+    assert proc.returncode == 0, proc.stderr
+    # The preset's median pruner starts after 3 trials: it prunes the fourth.
+    assert states(load(tmp_path / "preset", "lr_epochs-stand_in-sim")) == {"COMPLETE": 3, "PRUNED": 1}
+    proc = run_app(
+        tmp_path / "swapped",
+        *overrides,
+        "hydra.sweeper.pruner.name=successive_halving",
+        "++hydra.sweeper.pruner.successive_halving.min_resource=10",
+    )
+    assert proc.returncode == 0, proc.stderr
+    study = load(tmp_path / "swapped", "lr_epochs-stand_in-sim")
+    assert study.user_attrs["pruner"]["name"] == "successive_halving"
+    assert states(study) == {"COMPLETE": 1, "PRUNED": 3}
 
 
 def test_trial_that_raises_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):
@@ -153,6 +185,18 @@ def assert_all_trials_accounted_for(study: optuna.Study, out, n_trials: int) -> 
         (["trainer.learning_rate=interval(0.1, 0.01)"], "interval has low 0.1 > high 0.01"),
         (["hydra.sweeper.sampler.name=anneal"], "hydra.sweeper.sampler.name='anneal' is not valid"),
         (["hydra.sweeper.pruner.name=patient"], "hydra.sweeper.pruner.name='patient' is not valid"),
+        (
+            ["hydra.sweeper.pruner.name=median", "++hydra.sweeper.pruner.median.n_warmup=1"],
+            "hydra.sweeper.pruner.median.n_warmup is not an option of the median pruner: use one of",
+        ),
+        (
+            [
+                "sweep=lr_epochs",
+                "hydra.sweeper.pruner.name=successive_halving",
+                "++hydra.sweeper.pruner.successive_halving.reduction_factor=1",
+            ],
+            "hydra.sweeper.pruner.successive_halving with options {'reduction_factor': 1} is invalid",
+        ),
         (
             ["trainer.no_such_key=range(1, 3)"],
             "do not fit the config: Could not override 'trainer.no_such_key'",

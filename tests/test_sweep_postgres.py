@@ -38,6 +38,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _run_as_postgres() -> list[str]:
+    """The command prefix that runs the server binaries as ``postgres`` when we are root (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("runuser") is None:
+        pytest.fail("running as root and runuser is missing: cannot start PostgreSQL as the postgres user")
+    return ["runuser", "-u", "postgres", "--"]
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
     bindir = _pg_bin()
@@ -49,49 +58,17 @@ def postgres_url():
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message)
         pytest.skip(message)
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.fail(
-                "running as root and runuser is missing: cannot start PostgreSQL as the postgres user"
-            )
-        as_postgres = ["runuser", "-u", "postgres", "--"]
+    as_postgres = _run_as_postgres()
     root = Path(tempfile.mkdtemp(prefix="ner-pg-"))
     if as_postgres:
         shutil.chown(root, user="postgres")
     data, port = root / "data", _free_port()
-    subprocess.run(
-        [
-            *as_postgres,
-            str(bindir / "initdb"),
-            "-D",
-            str(data),
-            "--auth=trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    initdb = [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]
+    subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off"
-    subprocess.run(
-        [
-            *as_postgres,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-o",
-            options,
-            "-l",
-            str(root / "server.log"),
-            "-w",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    log = str(root / "server.log")
+    start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start"]
+    subprocess.run([*as_postgres, *start], check=True, capture_output=True)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

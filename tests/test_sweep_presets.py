@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 
+import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
+from omegaconf import OmegaConf
 
+from hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper import NerOptunaSweeper
 from ner_experiments.cli import CONFIG_DIR
+from ner_experiments.sweeping.samplers import build_pruner, build_sampler
 from ner_experiments.sweeping.search_space import parse_search_space
 
 SWEEPER = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
@@ -53,3 +57,30 @@ def test_launcher_presets():
     cfg = _compose("sweep=lr_epochs", "hydra/launcher=slurm_gpu", "hydra.sweeper.n_jobs=8")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.hydra.launcher.array_parallelism == 8
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pruner", "sampler"),
+    [
+        ([], optuna.pruners.MedianPruner, optuna.samplers.TPESampler),
+        (["hydra.sweeper.pruner.name=none"], optuna.pruners.NopPruner, optuna.samplers.TPESampler),
+        (["hydra.sweeper.pruner.name=hyperband"], optuna.pruners.HyperbandPruner, optuna.samplers.TPESampler),
+        (
+            [
+                "hydra.sweeper.pruner.name=successive_halving",
+                "++hydra.sweeper.pruner.successive_halving.min_resource=2",
+            ],
+            optuna.pruners.SuccessiveHalvingPruner,
+            optuna.samplers.TPESampler,
+        ),
+        (["hydra.sweeper.sampler.name=random"], optuna.pruners.MedianPruner, optuna.samplers.RandomSampler),
+    ],
+)
+def test_preset_pruner_and_sampler_switch_by_name_on_the_command_line(overrides, pruner, sampler):
+    # The preset's own median and tpe options stay in the config and are simply not used by the others.
+    node = _compose("sweep=lr_epochs", *overrides).hydra.sweeper
+    settings = NerOptunaSweeper(**OmegaConf.to_container(node, resolve=True)).settings
+    assert settings.pruner.median == {"n_startup_trials": 3, "n_warmup_steps": 0}
+    assert isinstance(build_pruner(settings.pruner), pruner)
+    space = parse_search_space(settings.params)
+    assert isinstance(build_sampler(settings.sampler, space, settings.sampler.seed), sampler)

@@ -6,8 +6,15 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from hydra_plugins.ner_optuna_sweeper.config import PrunerConf, SamplerConf
 from ner_experiments.errors import ConfigError
-from ner_experiments.sweeping.samplers import build_pruner, build_sampler, grid_size
+from ner_experiments.sweeping.samplers import (
+    build_pruner,
+    build_sampler,
+    grid_size,
+    pruner_from_json,
+    pruner_to_json,
+)
 from ner_experiments.sweeping.search_space import SweepConfigError, parse_search_space, trial_overrides
 from ner_experiments.sweeping.storage import load_or_create_study, open_storage, redact_url
 
@@ -72,34 +79,68 @@ def test_bad_search_space_is_one_clear_config_error(value, message):
 
 def test_samplers_and_pruners_by_name_and_unknown_names():
     space = parse_search_space({"x": "choice(1, 2)", "y": "range(1, 3)"})
-    assert isinstance(build_sampler("tpe", 1, {}, space), optuna.samplers.TPESampler)
-    assert isinstance(build_sampler("random", 1, {}, space), optuna.samplers.RandomSampler)
-    assert isinstance(build_sampler("grid", 1, {}, space), optuna.samplers.GridSampler)
+    assert isinstance(build_sampler(SamplerConf("tpe"), space, 1), optuna.samplers.TPESampler)
+    assert isinstance(build_sampler(SamplerConf("random"), space, 1), optuna.samplers.RandomSampler)
+    assert isinstance(build_sampler(SamplerConf("grid"), space, 1), optuna.samplers.GridSampler)
+    assert isinstance(build_sampler(SamplerConf("cmaes"), space, 1), optuna.samplers.CmaEsSampler)
     assert grid_size(space) == 6
-    assert isinstance(build_pruner("median", {"n_startup_trials": 2}), optuna.pruners.MedianPruner)
-    assert isinstance(build_pruner("hyperband", {}), optuna.pruners.HyperbandPruner)
-    assert isinstance(build_pruner("successive_halving", {}), optuna.pruners.SuccessiveHalvingPruner)
-    assert isinstance(build_pruner("none", {}), optuna.pruners.NopPruner)
+    assert isinstance(
+        build_pruner(PrunerConf("median", median={"n_startup_trials": 2})), optuna.pruners.MedianPruner
+    )
+    assert isinstance(build_pruner(PrunerConf("hyperband")), optuna.pruners.HyperbandPruner)
+    assert isinstance(build_pruner(PrunerConf("successive_halving")), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(build_pruner(PrunerConf("none")), optuna.pruners.NopPruner)
     with pytest.raises(SweepConfigError, match="sampler.name='anneal' is not valid: use one of tpe"):
-        build_sampler("anneal", 1, {}, space)
+        build_sampler(SamplerConf("anneal"), space, 1)
     with pytest.raises(SweepConfigError, match="pruner.name='patient' is not valid: use one of median"):
-        build_pruner("patient", {})
-    with pytest.raises(SweepConfigError, match="options.n_warmup is not an option of the median pruner"):
-        build_pruner("median", {"n_warmup": 1})
+        build_pruner(PrunerConf("patient"))
     with pytest.raises(SweepConfigError, match="grid sampler needs a discrete parameter"):
-        build_sampler("grid", 1, {}, parse_search_space({"x": "interval(0.0, 1.0)"}))
+        build_sampler(SamplerConf("grid"), parse_search_space({"x": "interval(0.0, 1.0)"}), 1)
 
 
-def test_cmaes_sampler():
-    pytest.importorskip("cmaes")
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        (
+            PrunerConf("median", median={"n_warmup": 1}),
+            "hydra.sweeper.pruner.median.n_warmup is not an option",
+        ),
+        (PrunerConf("median", median={"n_startup_trials": -1}), "hydra.sweeper.pruner.median with options"),
+        (
+            PrunerConf("successive_halving", successive_halving={"reduction_factor": 1}),
+            "must be `reduction_factor",
+        ),
+        (SamplerConf("tpe", tpe={"n_startup": 1}), "hydra.sweeper.sampler.tpe.n_startup is not an option"),
+        (
+            SamplerConf("cmaes", cmaes={"n_startup": 1}),
+            "hydra.sweeper.sampler.cmaes.n_startup is not an option",
+        ),
+    ],
+)
+def test_bad_sampler_or_pruner_options_are_one_clear_line(conf, message):
     space = parse_search_space({"x": "interval(0.0, 1.0)"})
-    assert isinstance(build_sampler("cmaes", 1, {}, space), optuna.samplers.CmaEsSampler)
+    with pytest.raises(SweepConfigError) as err:
+        build_sampler(conf, space, 1) if isinstance(conf, SamplerConf) else build_pruner(conf)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_only_the_chosen_pruners_options_are_used_and_the_study_stores_them():
+    conf = PrunerConf("none", median={"n_startup_trials": 3})  # a preset's median options, pruning off
+    assert isinstance(build_pruner(conf), optuna.pruners.NopPruner)
+    conf = PrunerConf(
+        "successive_halving", median={"n_startup_trials": 3}, successive_halving={"min_resource": 2}
+    )
+    stored = pruner_to_json(conf)
+    assert stored["name"] == "successive_halving" and stored["successive_halving"] == {"min_resource": 2}
+    rebuilt = pruner_from_json(stored)
+    assert isinstance(rebuilt, optuna.pruners.SuccessiveHalvingPruner) and rebuilt._min_resource == 2
+    assert isinstance(pruner_from_json(None), optuna.pruners.NopPruner)
 
 
 def test_study_reused_with_other_direction_or_space_is_refused(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     space = parse_search_space({"x": "interval(0.0, 1.0)"})
-    nop, spec = optuna.pruners.NopPruner(), {"name": "none", "options": {}}
+    nop, spec = optuna.pruners.NopPruner(), pruner_to_json(PrunerConf("none"))
     study, resumed = load_or_create_study(
         storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec
     )

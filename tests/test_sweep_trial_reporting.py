@@ -7,6 +7,8 @@ import pytest
 from omegaconf import OmegaConf
 from transformers import TrainerControl, TrainerState
 
+from hydra_plugins.ner_optuna_sweeper.config import PrunerConf
+from ner_experiments.sweeping.samplers import pruner_to_json
 from ner_experiments.sweeping.trial_reporting import (
     build_trial_callback,
     objective_metric_key,
@@ -38,7 +40,8 @@ def test_no_callback_outside_a_sweep():
 def test_callback_reports_each_evaluation_and_stops_a_pruned_trial(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    study.set_user_attr("pruner", {"name": "median", "options": {"n_startup_trials": 1, "n_warmup_steps": 0}})
+    median = PrunerConf("median", median={"n_startup_trials": 1, "n_warmup_steps": 0})
+    study.set_user_attr("pruner", pruner_to_json(median))  # as the sweeper stores it
     best = study.ask()
     for step in (10, 20):
         best.report(0.9, step)

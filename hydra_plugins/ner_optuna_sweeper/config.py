@@ -1,5 +1,8 @@
 """The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper, registered as ``hydra/sweeper=ner_optuna``.
 
+This is their only declaration: the sweep loop (:mod:`ner_experiments.sweeping`) takes a
+:class:`NerOptunaSweeperConf` as is.
+
 OmegaConf reads these annotations at runtime: keep ``typing`` forms and no ``from __future__ import annotations``
 (Hydra's plugin scan loads this module in a way that breaks dataclasses with postponed annotations).
 """
@@ -15,15 +18,21 @@ from hydra.core.config_store import ConfigStore
 class SamplerConf:
     name: str = "tpe"  # tpe | random | grid | cmaes
     seed: Optional[int] = 42
-    options: Dict[str, Any] = field(
-        default_factory=dict
-    )  # extra constructor arguments, e.g. n_startup_trials
+    # Constructor options of each sampler, e.g. tpe.n_startup_trials. Only the chosen sampler's are
+    # used, so switching `name` on the command line needs no clean-up of another sampler's options.
+    tpe: Dict[str, Any] = field(default_factory=dict)
+    random: Dict[str, Any] = field(default_factory=dict)
+    grid: Dict[str, Any] = field(default_factory=dict)
+    cmaes: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class PrunerConf:
     name: str = "median"  # median | hyperband | successive_halving | none
-    options: Dict[str, Any] = field(default_factory=dict)  # e.g. n_startup_trials, n_warmup_steps
+    # Constructor options of each pruner, e.g. median.n_startup_trials; only the chosen pruner's are used.
+    median: Dict[str, Any] = field(default_factory=dict)
+    hyperband: Dict[str, Any] = field(default_factory=dict)
+    successive_halving: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.ner_optuna_sweeper.config import NerOptunaSweeperConf  # noqa: F401  (registers the config)
+from hydra_plugins.ner_optuna_sweeper.config import NerOptunaSweeperConf
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +22,9 @@ class NerOptunaSweeper(Sweeper):
     """Optuna sweeper with pruning, resumable studies, heartbeats and shared storage."""
 
     def __init__(self, **settings: Any) -> None:
-        self.settings = settings
+        # Hydra hands over the resolved ``hydra.sweeper`` node; typed back into its one declaration.
+        merged = OmegaConf.merge(OmegaConf.structured(NerOptunaSweeperConf), settings)
+        self.settings: NerOptunaSweeperConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
         self.config: DictConfig | None = None
         self.launcher: Any = None
         self.hydra_context: HydraContext | None = None
@@ -35,21 +38,17 @@ class NerOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from ner_experiments.errors import NerExperimentError
-        from ner_experiments.sweeping.sweep_loop import SweepLoop, SweepSettings
+        from ner_experiments.sweeping.sweep_loop import run_sweep
 
         assert self.config is not None
-        raw = {k: _plain(v) for k, v in self.settings.items() if k != "_target_"}
-        if not raw.get("study_name"):
-            raw["study_name"] = str(self.config.hydra.job.name)
-        if not raw.get("storage_dir"):
-            output_dir = OmegaConf.select(self.config, "paths.output_dir", default="outputs")
-            raw["storage_dir"] = f"{output_dir}/optuna"
+        output_dir = OmegaConf.select(self.config, "paths.output_dir", default="outputs")
+        settings = dataclasses.replace(
+            self.settings,
+            study_name=self.settings.study_name or str(self.config.hydra.job.name),
+            storage_dir=self.settings.storage_dir or f"{output_dir}/optuna",
+        )
         try:
-            loop = SweepLoop(
-                SweepSettings(**raw), self.launcher, self.config, validate_batch=self._validate_batch
-            )
-            loop.prepare(arguments)
-            return loop.run()
+            return run_sweep(settings, self.launcher, self.config, arguments, self._validate_batch)
         except NerExperimentError as e:
             # Hydra would print a stack trace; the user needs one line and a non-zero exit.
             log.error("%s", e)
@@ -58,9 +57,3 @@ class NerOptunaSweeper(Sweeper):
 
     def _validate_batch(self, batch: Sequence[Sequence[str]]) -> None:
         self.validate_batch_is_legal(batch)
-
-
-def _plain(value: Any) -> Any:
-    if OmegaConf.is_config(value):
-        return OmegaConf.to_container(value, resolve=True)
-    return value

@@ -12,7 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ner_experiments.sweeping.search_space import short_name
+from ner_experiments.sweeping.search_space import format_param, short_name
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,17 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths, strict=True)) for b in body]
     return "\n".join(lines)
+
+
+def summary_text(study: optuna.Study) -> str:
+    """The table of trials and a line on the best trial, as printed at the end of a sweep."""
+    best = best_trial(study)
+    if best is None:
+        best_line = "no trial COMPLETE yet"
+    else:
+        params = ", ".join(f"{k}={format_param(v)}" for k, v in best.params.items())
+        best_line = f"best trial {best.number}: value {best.value:.6g}, params {params}"
+    return f"{format_table(trial_rows(study))}\n{best_line}"
 
 
 def write_results(study: optuna.Study, out_dir: str | Path, plots: bool = True) -> dict[str, Any]:

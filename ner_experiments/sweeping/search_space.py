@@ -45,6 +45,12 @@ class SweepConfigError(ConfigError):
     """A sweep setting that cannot work; the message names the key and a valid value."""
 
 
+def one_line(error: Any) -> str:
+    """The first non-blank line of an error's message (its type name when it has none)."""
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
 @dataclass
 class SearchSpace:
     """What each trial samples (``distributions``) and what every trial gets as is (``fixed``)."""

@@ -28,6 +28,19 @@ def default_storage_url(storage_dir: str | Path, study_name: str) -> str:
     return f"sqlite:///{(Path(storage_dir) / f'{safe}.db').resolve()}"
 
 
+def resolve_storage_url(storage: str | None, storage_dir: str, study_name: str) -> tuple[str, bool]:
+    """The study's URL, and whether it is the default sqlite file (whose folder may then be created).
+
+    A relative sqlite path is made absolute: trials may run in other processes or another working directory.
+    """
+    if not storage:
+        return default_storage_url(storage_dir, study_name), True
+    url = str(storage)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_absolute():
+        url = "sqlite:///" + str(Path(url[len("sqlite:///") :]).resolve())
+    return url, False
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ``***`` (for logs and error messages)."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)

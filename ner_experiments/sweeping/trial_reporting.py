@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import math
 import sys
-import threading
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -50,14 +49,14 @@ class TrialReporter:
         trial_number: int,
         heartbeat_interval: int | None = None,
     ) -> None:
-        from ner_experiments.sweeping.samplers import build_pruner
+        from ner_experiments.sweeping.heartbeat import Heartbeats
+        from ner_experiments.sweeping.samplers import pruner_from_json
         from ner_experiments.sweeping.storage import open_storage
 
         self.storage = open_storage(storage_url)
         self.study = optuna.load_study(study_name=study_name, storage=self.storage)
         # Pruners are not stored by Optuna: the sweeper writes its choice into the study for trials to use.
-        spec = self.study.user_attrs.get("pruner") or {"name": "none", "options": {}}
-        self.study.pruner = build_pruner(spec.get("name", "none"), spec.get("options"))
+        self.study.pruner = pruner_from_json(self.study.user_attrs.get("pruner"))
         self.trial_number = trial_number
         self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(
             self.study._study_id, trial_number
@@ -67,21 +66,8 @@ class TrialReporter:
         self.abandoned = False
         self.pruned_at_step: int | None = None
         self.last_step = 0
-        self._stop_beating = threading.Event()
-        self._beat_thread: threading.Thread | None = None
-        if heartbeat_interval:
-            self._beat_thread = threading.Thread(
-                target=self._beat, args=(heartbeat_interval,), name="optuna-heartbeat", daemon=True
-            )
-            self._beat_thread.start()
-
-    def _beat(self, interval: int) -> None:
-        while not self._stop_beating.is_set():
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception as e:  # a missed beat is not worth killing training for
-                log.warning("could not record the trial heartbeat: %s", e)
-            self._stop_beating.wait(interval)
+        self._heartbeats = Heartbeats(self.storage, heartbeat_interval)
+        self._heartbeats.add(self.trial_id)
 
     def report(self, value: float, step: int, epoch: float | None = None) -> bool:
         """Report ``value`` at ``step``; True when training should stop (pruned, or trial already ended)."""
@@ -114,7 +100,7 @@ class TrialReporter:
 
     def finish(self, steps: int | None = None, epoch: float | None = None) -> None:
         """Record how far training went and stop the heartbeat."""
-        self._stop_beating.set()
+        self._heartbeats.stop()
         try:
             if steps is not None:
                 self.storage.set_trial_user_attr(self.trial_id, "steps_trained", steps)
@@ -125,7 +111,7 @@ class TrialReporter:
 
     def raise_if_stopped(self) -> None:
         """Raise :class:`optuna.TrialPruned` if the pruner stopped this trial."""
-        self._stop_beating.set()
+        self._heartbeats.stop()
         if self.abandoned:
             raise TrialAbandoned(
                 f"Optuna trial {self.trial_number} was finished by another worker (its heartbeat was missed)"

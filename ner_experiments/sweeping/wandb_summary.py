@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from ner_experiments.sweeping.results import trial_rows
+from ner_experiments.tracking import resolve_wandb_mode
 
 log = logging.getLogger(__name__)
-
-
-def _mode(requested: str | None) -> str | None:
-    if requested in ("online", "offline", "disabled"):
-        return requested
-    if os.environ.get("WANDB_MODE"):
-        return None  # wandb reads it
-    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
 def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary: dict[str, Any]) -> None:
@@ -38,7 +30,7 @@ def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary
             name=f"{study.study_name}-summary",
             job_type="sweep-summary",
             tags=["sweep", "sweep-summary", study.study_name],
-            mode=_mode(logger.get("mode")),  # type: ignore[arg-type]
+            mode=resolve_wandb_mode(logger.get("mode")),  # type: ignore[arg-type]
             dir=str(sweep_dir),
             config={"study_name": study.study_name, "direction": summary["direction"]},
             reinit="create_new",
