@@ -125,7 +125,7 @@ def test_sample_data_in_both_languages():
         assert data.label_names == WIKIANN_LABELS
         assert data.language == language
         assert all(len(data.splits[s]) > 0 for s in ("train", "validation", "test"))
-    with pytest.raises(DataError, match="no language 'xx': use dataset.language=bn or en"):
+    with pytest.raises(DataError, match="no language 'xx': use dataset.language=bn or en$"):
         load_ner_data(DatasetConfig(name="sample", source="sample", language="xx"))
 
 

@@ -272,7 +272,7 @@ def _read_sample(cfg: DatasetConfig) -> DataReading:
     language = cfg.config_name or cfg.language or "bn"
     folder = SAMPLE_DIR / language
     if not folder.is_dir():
-        options = sorted(p.name for p in SAMPLE_DIR.iterdir() if p.is_dir())
+        options = sorted(p.parent.name for p in SAMPLE_DIR.glob("*/train.jsonl"))  # not tiny_tokenizer/
         raise DataError(
             f"the sample data set has no language {language!r}: use dataset.language={' or '.join(options)}"
         )
