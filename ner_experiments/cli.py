@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ner_experiments.config import TrainConfig, register_configs, validate_config
-from ner_experiments.errors import NerExperimentError
+from ner_experiments.errors import ConfigError, NerExperimentError
 from ner_experiments.run_dirs import register_resolvers
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -112,6 +112,46 @@ def unknown_key_message(override: str) -> str | None:
         hints = typing.get_type_hints(node)
         node = hints[part]
     return None
+
+
+def compose_config(overrides: Sequence[str], validate: bool = True) -> DictConfig:
+    """The run config train.py would compose from ``conf/`` with these overrides.
+
+    Raises :class:`ConfigError` in one line for a misspelt key, an unknown group option or a bad value.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    for override in overrides:
+        message = unknown_key_message(override)
+        if message:
+            raise ConfigError(message)
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("train", overrides=list(overrides))
+        if validate:
+            validate_config(cfg)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(_one_line(err)) from err
+    return cfg
+
+
+def _one_line(err: BaseException) -> str:
+    """Hydra's several-line messages as one line: the error, the options of a group, the cause."""
+    text = str(err).split("Config search path:")[0]
+    head, _, options = text.partition("Available options in")
+    message = " ".join(head.split())
+    if options:
+        group, _, names = options.partition(":")
+        message += f"; options in{group}: {', '.join(names.split())}"
+    cause = err.__cause__
+    if cause is not None and str(cause).strip():
+        message += f": {str(cause).strip().splitlines()[0]}"
+    return message
 
 
 class OutputDirCheck(Callback):

@@ -14,51 +14,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
-
+from ner_experiments.cli import compose_config
 from ner_experiments.errors import ConfigError, NerExperimentError
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
-
-
-def compose_config(overrides: Sequence[str], validate: bool = True) -> DictConfig:
-    """The run config train.py would compose from ``conf/`` with these overrides.
-
-    Raises :class:`ConfigError` in one line for a misspelt key, an unknown group option or a bad value.
-    """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ner_experiments.cli import CONFIG_DIR, unknown_key_message  # also registers schema and resolvers
-    from ner_experiments.config import validate_config
-
-    for override in overrides:
-        message = unknown_key_message(override)
-        if message:
-            raise ConfigError(message)
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose("train", overrides=list(overrides))
-        if validate:
-            validate_config(cfg)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(_one_line(err)) from err
-    return cfg
-
-
-def _one_line(err: BaseException) -> str:
-    """Hydra's several-line messages as one line: the error, the options of a group, the cause."""
-    text = str(err).split("Config search path:")[0]
-    head, _, options = text.partition("Available options in")
-    message = " ".join(head.split())
-    if options:
-        group, _, names = options.partition(":")
-        message += f"; options in{group}: {', '.join(names.split())}"
-    cause = err.__cause__
-    if cause is not None and str(cause).strip():
-        message += f": {str(cause).strip().splitlines()[0]}"
-    return message
 
 
 def _parser(command: str) -> argparse.ArgumentParser:

@@ -42,33 +42,20 @@ def compose_eval_config(overrides: list[str], training_config: DictConfig | None
     """The train config composed from ``conf/`` with Hydra-style overrides.
 
     Without a ``dataset=<name>`` override, the data set is the model's training data set (when known),
-    with any ``dataset.<key>=value`` overrides applied on top.
+    as composed, with any ``dataset.<key>=value`` overrides merged in before interpolations resolve.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from ner_experiments.cli import CONFIG_DIR  # importing it registers the schema and resolvers
+    from ner_experiments.cli import compose_config
     from ner_experiments.config import DatasetConfig
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(
-            f"{bad[0]!r} is not an override: use key=value, e.g. dataset=wikiann_bn or split via --split"
+            f"{bad[0]!r} is not an override: use key=value, e.g. dataset=wikiann_bn (split: --split)"
         )
     group_set = any(o.lstrip("+~").split("=", 1)[0] == "dataset" for o in overrides)
     reuse = training_config is not None and "dataset" in training_config and not group_set
-    dataset_keys = [o for o in overrides if o.lstrip("+").startswith("dataset.")]
-    others = [o for o in overrides if not (reuse and o in dataset_keys)]
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="ner-evaluate"):
-            cfg = compose("train", overrides=[*others, "logger=none"])
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(
-            f"cannot compose the config with {' '.join(overrides) or 'no overrides'}: {first}"
-        ) from None
+    dataset_keys = [o for o in overrides if reuse and o.lstrip("+").startswith("dataset.")]
+    cfg = compose_config([*(o for o in overrides if o not in dataset_keys), "logger=none"], validate=False)
     if reuse:
         assert training_config is not None
         extra = OmegaConf.from_dotlist([o.lstrip("+").removeprefix("dataset.") for o in dataset_keys])

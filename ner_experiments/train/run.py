@@ -14,6 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from ner_experiments.config import to_plain_dict
+from ner_experiments.data.check import labels_seen_in_training
 from ner_experiments.data.contract import NerData
 from ner_experiments.model import load_for_training
 from ner_experiments.tracking import Tracker
@@ -96,6 +97,7 @@ def evaluate_run(
     }
     test_split = data.splits["test"]
     extra = {
+        "labels_in_training": labels_seen_in_training(data),
         "train_max_length": features.settings["train"].max_length,
         "widget_examples": widget_examples(test_split["tokens"], test_split["tags"], data.label_names),
     }

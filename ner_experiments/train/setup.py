@@ -14,6 +14,7 @@ from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
+from ner_experiments.data.check import check_data
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
 from ner_experiments.errors import ConfigError
@@ -94,8 +95,10 @@ def save_config(cfg: DictConfig, ctx: RunContext) -> None:
 
 
 def load_checked_data(cfg: DictConfig) -> NerData:
-    """The configured data set, read and checked as ``ner-data check`` checks it."""
+    """The configured data set, read and checked as ``ner-data check`` checks it: warnings are logged,
+    a data set that cannot be trained on stops the run with every problem in one error."""
     data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
+    check_data(data).ensure_trainable(log)
     log.info(
         "Data %s: %s sentences, labels %s",
         data.source,
