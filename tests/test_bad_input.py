@@ -1,4 +1,5 @@
-"""Bad input, end to end through ``python train.py``: one clear error, non-zero exit, no complete-looking run.
+"""Bad input, end to end through ``python train.py``: one clear error printed once, exit code 2, and
+nothing left behind (a failed start removes the run dir Hydra made for it).
 
 Each case is a separate ``train.py`` process (several seconds of start-up each), so all of them are
 started together by one module fixture and each test then checks its own result.
@@ -17,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import looks_complete, make_conll_dir, make_jsonl_dir, run_dirs_under, run_train
+from tests.helpers import (
+    looks_complete,
+    make_conll_dir,
+    make_jsonl_dir,
+    run_dirs_under,
+    run_train,
+    snapshot,
+)
 
 PER_ONLY = [(["John", "Smith", "runs"], ["B-PER", "I-PER", "O"]), (["Mary", "sings"], ["B-PER", "O"])]
 
@@ -32,6 +40,7 @@ class Case:
     hydra_error: bool = False  # reported by Hydra itself (several lines, no "error:" prefix)
     marks: list = field(default_factory=list)
     same_run_as: str | None = None  # check another case's run instead of starting the same command again
+    output_dir: str | None = None  # paths.output_dir ({data} = the case's data folder); default: its own
 
 
 def _files(path: Path) -> None:
@@ -70,6 +79,11 @@ def _missing_split(path: Path) -> None:
     (path / "test.conll").unlink()
 
 
+def _file_where_a_folder_should_be(path: Path) -> None:
+    make_conll_dir(path)
+    (path / "a_file").write_text("not a folder\n", encoding="utf-8")
+
+
 def _model_without_tokenizer(path: Path) -> None:
     make_conll_dir(path)
     model = path / "model"
@@ -92,6 +106,11 @@ CASES: dict[str, Case] = {
             "did you mean trainer.learning_rate?",
             "valid keys under trainer:",
         ],
+        _files,
+    ),
+    "unknown_added_key": Case(
+        ["+trainer.learning_rat=5"],
+        ["unknown config key 'trainer.learning_rat'", "did you mean trainer.learning_rate?"],
         _files,
     ),
     "wrong_value_type": Case(
@@ -122,22 +141,26 @@ CASES: dict[str, Case] = {
     "missing_split_file": Case(
         [], ["no test file in", "expected test.conll / .jsonl", "dataset.test_file"], _missing_split
     ),
-    "malformed_conll_line": Case(
-        [], ["validation.conll:3:", "malformed line 'lonely'", "token<TAB>tag"], _malformed
-    ),
+    "malformed_conll_line": Case([], ["validation.conll:3:", "'lonely'", "token<TAB>tag"], _malformed),
     "length_mismatch": Case(
         [], ["train.jsonl:2:", "2 tokens but 1 tags", "every token needs one tag"], _length_mismatch
     ),
     "tag_outside_label_set": Case(
         ["dataset.label_names=[O,B-PER,I-PER]"],
-        ["train.conll", "'B-LOC' is not in the label set ['O', 'B-PER', 'I-PER']", "dataset.label_names"],
+        ["train.conll:5:", "'B-LOC'", "tag not in dataset.label_names", "add it to dataset.label_names"],
         _files,
     ),
-    "invalid_tag_name": Case(
-        [], ["test.conll", "invalid tag name 'PERSON'", "O, B-<TYPE> or I-<TYPE>"], _invalid_tag
+    "invalid_tag_name": Case([], ["test.conll:3:", "'PERSON'", "O, B-<TYPE> or I-<TYPE>"], _invalid_tag),
+    "empty_split": Case(
+        [], ["the validation split has no sentences", "every split needs at least one sentence"], _empty_split
     ),
-    "empty_split": Case([], ["the validation split is empty", "at least one sentence"], _empty_split),
-    "non_utf8_file": Case([], ["train.conll:3:", "not UTF-8", "iconv -t UTF-8"], _latin1),
+    "non_utf8_file": Case([], ["train.conll:3:", "not UTF-8", "-t UTF-8"], _latin1),
+    "output_dir_under_a_file": Case(
+        [],
+        ["paths.output_dir=", "/a_file/outputs cannot be written", "give a folder you can write to"],
+        _file_where_a_folder_should_be,
+        output_dir="{data}/a_file/outputs",
+    ),
     "model_folder_without_tokenizer": Case(
         ["model=local", "model.name_or_path={data}/model"],
         ["model folder", "/model has no tokenizer", "tokenizer.save_pretrained"],
@@ -155,7 +178,9 @@ class Outcome:
 
 def _run_case(root: Path, name: str, case: Case) -> Outcome:
     data_dir = root / name / "data"
-    output_dir = root / name / "outputs"
+    output_dir = (
+        Path(case.output_dir.replace("{data}", str(data_dir))) if case.output_dir else root / name / "outputs"
+    )
     data_dir.mkdir(parents=True)
     if case.prepare:
         case.prepare(data_dir)
@@ -219,19 +244,29 @@ def outcomes(tmp_path_factory) -> dict[str, object]:
     return done
 
 
-def _check_one_clear_error(outcome: Outcome, case: Case) -> str:
-    stderr = outcome.result.stderr
+def _check_one_clear_error(outcome: Outcome, case: Case, leaves_nothing: bool = True) -> str:
+    """Non-zero exit, no traceback, the expected words; for our own errors one ``error:`` line, printed once
+    (no log ERROR line repeating it), exit code 2; and, unless told otherwise, nothing under the output dir."""
+    stdout, stderr = outcome.result.stdout, outcome.result.stderr
     assert outcome.result.returncode != 0, f"exit code 0 for bad input; stderr:\n{stderr[-2000:]}"
     assert "Traceback" not in stderr, f"a traceback instead of one clear error:\n{stderr[-4000:]}"
     assert looks_complete(outcome.output_dir) == [], "a failed run must not leave metrics.json or model/"
+    if leaves_nothing:
+        left = sorted(outcome.output_dir.rglob("*")) if outcome.output_dir.is_dir() else []
+        assert left == [], f"a failed start must leave no run dir behind, found {left}"
     if case.hydra_error:
         message = stderr
         assert stderr.strip(), "Hydra printed nothing"
     else:
         lines = [line for line in stderr.splitlines() if line.startswith("error: ")]
         assert len(lines) == 1, f"expected exactly one 'error: ...' line in stderr, got:\n{stderr[-3000:]}"
-        message = lines[0]
+        all_lines = stderr.splitlines()
+        start = all_lines.index(lines[0])
+        message = "\n".join(all_lines[start:])  # data problems are listed on the lines below it
         assert outcome.result.returncode == 2
+        body = lines[0].removeprefix("error: ")
+        assert (stdout + stderr).count(body) == 1, f"the error is printed more than once:\n{stdout[-3000:]}"
+        assert "[ERROR]" not in stdout + stderr, f"a log ERROR line besides the error:\n{stdout[-3000:]}"
     for words in case.expect:
         assert words in message, f"{words!r} not in the error:\n{message}"
     return message
@@ -280,8 +315,26 @@ def test_resume_with_a_different_label_set(outcomes):
     case = Case(
         [], ["cannot resume from", "its label set ['O', 'B-PER', 'I-PER'] differs from the data's", "B-LOC"]
     )
-    message = _check_one_clear_error(outcome, case)
+    message = _check_one_clear_error(outcome, case, leaves_nothing=False)
     assert "start a new run without resume" in message
+    assert run_dirs_under(outcome.output_dir) == [run_dir]  # the resumed launch's own dir is gone
     # The resumed run is left as it was: still unfinished, still with its own config.
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "model").exists()
     assert (run_dir / "config.yaml").read_text(encoding="utf-8") == saved_config
+
+
+def test_output_dir_under_a_file_is_one_line_and_nothing_else(outcomes):
+    result = outcomes["output_dir_under_a_file"].result
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout.strip() == ""
+
+
+def test_resume_of_a_finished_run_is_refused_and_leaves_it_untouched(run_copy, tmp_path):
+    before = snapshot(run_copy)
+    output_dir = tmp_path / "outputs"
+    result = run_train(
+        "experiment=quickstart", f"resume={run_copy}", f"paths.output_dir={output_dir}", timeout=400
+    )
+    case = Case([], [f"resume={run_copy}", "already finished", "start a new run without resume"])
+    _check_one_clear_error(Outcome(result, output_dir, tmp_path), case)
+    assert snapshot(run_copy) == before

@@ -11,10 +11,17 @@ from datasets import Dataset
 
 from ner_experiments.config import ModelConfig, TinyModelConfig
 from ner_experiments.data.contract import NerData
-from ner_experiments.evaluation import cut_sorted_batches, evaluate_split, predict_word_labels
-from ner_experiments.features import build_features
+from ner_experiments.evaluation import (
+    cut_sorted_batches,
+    evaluate_split,
+    feature_columns,
+    predict_word_labels,
+)
+from ner_experiments.features import FeatureBuilder, FeatureSettings
+from ner_experiments.features.build import build_features
+from ner_experiments.labels import b_to_i_label_ids
 from ner_experiments.metrics import compute_ner_metrics, format_metrics_table
-from ner_experiments.modeling import build_tiny_model, build_tiny_tokenizer
+from ner_experiments.model import load_for_training
 
 LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
 L = {name: i for i, name in enumerate(LABELS)}
@@ -36,6 +43,7 @@ def _sentences(n: int, seed: int, min_len: int = 1, max_len: int = 12) -> list[t
 
 # A mix of short sentences and long ones that must be windowed at max_length 24.
 SENTENCES = _sentences(20, seed=1) + _sentences(3, seed=2, min_len=60, max_len=90)
+LENGTHS = [len(w) for w, _ in SENTENCES]
 
 
 def _data(sentences) -> NerData:
@@ -46,28 +54,46 @@ def _data(sentences) -> NerData:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory):
-    return build_tiny_tokenizer(
-        WORDS * 3, vocab_size=300, lowercase=False, out_dir=tmp_path_factory.mktemp("tok")
-    )
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("feature_cache")
+
+
+def _validation_features(sentences, tokenizer, max_length: int, all_subwords: bool, cache_dir):
+    """The validation split's features as training builds them (through the cache)."""
+    settings = FeatureSettings.per_split(max_length, 6, all_subwords)
+    return build_features(_data(sentences), tokenizer, settings, cache_dir)[0]["validation"]
 
 
 @pytest.fixture(scope="module")
-def model(tokenizer):
+def model(tiny_tokenizer):
+    """model=tiny as training loads it (the shipped tokenizer), made smaller; random weights, seed 0."""
     torch.manual_seed(0)
     cfg = ModelConfig(
         name="tiny",
         source="tiny",
         tiny=TinyModelConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64),
     )
-    return build_tiny_model(cfg, tokenizer, LABELS)
+    tokenizer, model = load_for_training(cfg, LABELS)
+    assert len(tokenizer) == len(tiny_tokenizer)
+    return model
 
 
 @pytest.fixture(scope="module")
-def features(tokenizer):
-    data = _data(SENTENCES)
+def split_at_24(tiny_tokenizer) -> int:
+    """How many of SENTENCES are longer than 24 pieces (the 3 long ones and a few short ones)."""
+    pieces = [
+        len(ids) for ids in tiny_tokenizer([w for w, _ in SENTENCES], is_split_into_words=True)["input_ids"]
+    ]
+    assert all(n > 24 for n in pieces[-3:])
+    return sum(n > 24 for n in pieces)
+
+
+@pytest.fixture(scope="module")
+def features(tiny_tokenizer, cache_dir):
     return {
-        (max_length, all_subwords): build_features(data, tokenizer, max_length, 6, all_subwords)["validation"]
+        (max_length, all_subwords): _validation_features(
+            SENTENCES, tiny_tokenizer, max_length, all_subwords, cache_dir
+        )
         for max_length in (24, 512)
         for all_subwords in (False, True)
     }
@@ -77,39 +103,61 @@ def features(tokenizer):
 def test_every_sentence_gets_one_prediction_per_word(model, features, max_length):
     feats = features[(max_length, False)]
     assert any(feats["was_split"]) == (max_length == 24)
-    lengths = [len(w) for w, _ in SENTENCES]
-    labels, scores = predict_word_labels(model, feats, lengths, batch_size=4, pad_token_id=0)
-    assert [len(s) for s in labels] == lengths
-    assert [len(s) for s in scores] == lengths
+    labels, scores = predict_word_labels(model, feature_columns(feats), LENGTHS, batch_size=4, pad_token_id=0)
+    assert [len(s) for s in labels] == LENGTHS
+    assert [len(s) for s in scores] == LENGTHS
     assert all(0 <= x < len(LABELS) for s in labels for x in s)
     assert all(0 < p <= 1 for s in scores for p in s)
 
 
 def test_batch_size_and_order_do_not_change_predictions(model, features):
-    feats = features[(24, False)]
-    lengths = [len(w) for w, _ in SENTENCES]
-    one, _ = predict_word_labels(model, feats, lengths, batch_size=3, pad_token_id=0)
-    many, _ = predict_word_labels(model, feats, lengths, batch_size=64, pad_token_id=0)
+    columns = feature_columns(features[(24, False)])
+    one, _ = predict_word_labels(model, columns, LENGTHS, batch_size=3, pad_token_id=0)
+    many, _ = predict_word_labels(model, columns, LENGTHS, batch_size=64, pad_token_id=0)
     assert one == many
 
 
+def test_builder_output_predicts_as_the_cached_features_do(model, features, tiny_tokenizer):
+    """Prediction (ner-predict) builds features in memory; evaluation reads them from the cache: same words."""
+    builder = FeatureBuilder(tiny_tokenizer, FeatureSettings(24, 6), b_to_i_label_ids(LABELS))
+    in_memory = builder({"tokens": [w for w, _ in SENTENCES], "tags": [t for _, t in SENTENCES]}, range(23))
+    direct = predict_word_labels(model, in_memory, LENGTHS, batch_size=8, pad_token_id=0)
+    cached = predict_word_labels(
+        model, feature_columns(features[(24, False)]), LENGTHS, batch_size=8, pad_token_id=0
+    )
+    assert direct == cached
+
+
 def test_a_missing_word_prediction_is_an_error_not_a_silent_drop(model, features):
-    feats = features[(512, False)]
-    lengths = [len(w) for w, _ in SENTENCES]
+    lengths = list(LENGTHS)
     lengths[0] += 1  # a word no feature carries
     with pytest.raises(RuntimeError, match="sentence 0: no prediction for words"):
-        predict_word_labels(model, feats, lengths, batch_size=8, pad_token_id=0)
+        predict_word_labels(
+            model, feature_columns(features[(512, False)]), lengths, batch_size=8, pad_token_id=0
+        )
 
 
 @pytest.mark.parametrize("max_length", [24, 512])
-def test_evaluation_is_the_same_with_and_without_label_all_subwords(model, features, max_length):
+def test_evaluation_is_the_same_with_and_without_label_all_subwords(model, features, max_length, split_at_24):
     gold = [t for _, t in SENTENCES]
     off = evaluate_split(model, features[(max_length, False)], gold, LABELS, batch_size=8, pad_token_id=0)
     on = evaluate_split(model, features[(max_length, True)], gold, LABELS, batch_size=8, pad_token_id=0)
     assert on == off
     assert off["num_sentences"] == len(SENTENCES)
-    assert off["num_words"] == sum(len(w) for w, _ in SENTENCES)
-    assert off["sentences_split"] == (3 if max_length == 24 else 0)
+    assert off["num_words"] == sum(LENGTHS)
+    assert off["sentences_split"] == (split_at_24 if max_length == 24 else 0)
+
+
+def test_evaluation_runs_in_fp32_and_leaves_the_model_in_training_mode(model, features):
+    """Scores are the saved fp32 model's, whatever precision training used; a model that was training
+    goes on training after an evaluation."""
+    gold = [t for _, t in SENTENCES]
+    model.train()
+    first = evaluate_split(model, features[(24, False)], gold, LABELS, batch_size=8, pad_token_id=0)
+    assert model.training
+    model.eval()
+    assert evaluate_split(model, features[(24, False)], gold, LABELS, batch_size=8, pad_token_id=0) == first
+    assert next(model.parameters()).dtype == torch.float32
 
 
 class _LookupModel(torch.nn.Module):
@@ -128,26 +176,26 @@ class _LookupModel(torch.nn.Module):
         return SimpleNamespace(logits=self.table[input_ids])
 
 
-def test_word_level_scores_are_exact_through_windows(tokenizer):
+def test_word_level_scores_are_exact_through_windows(tiny_tokenizer, cache_dir, split_at_24):
     """Gold tags defined by each word's first piece; a model that predicts from that piece scores 1.0.
 
     If any word were dropped, read from a wrong piece, or predicted twice, this would not be 1.0.
     """
-    first_piece = {w: tokenizer([[w]], is_split_into_words=True)["input_ids"][0][1] for w in WORDS}
+    first_piece = {w: tiny_tokenizer([[w]], is_split_into_words=True)["input_ids"][0][1] for w in WORDS}
     rng = random.Random(3)
     label_of_id = {tid: rng.randrange(1, len(LABELS)) for tid in set(first_piece.values())}
     sentences = [(words, [label_of_id[first_piece[w]] for w in words]) for words, _ in SENTENCES]
-    feats = build_features(_data(sentences), tokenizer, 24, 6, True)["validation"]
-    lookup = _LookupModel(label_of_id, len(tokenizer))
+    feats = _validation_features(sentences, tiny_tokenizer, 24, True, cache_dir)
+    lookup = _LookupModel(label_of_id, len(tiny_tokenizer))
     result = evaluate_split(lookup, feats, [t for _, t in sentences], LABELS, batch_size=5, pad_token_id=0)
     assert result["overall_f1"] == 1.0
     assert result["overall_accuracy"] == 1.0
-    assert result["sentences_split"] == 3
+    assert result["sentences_split"] == split_at_24
 
 
-def test_all_o_predictions_give_the_word_level_accuracy(tokenizer, features):
+def test_all_o_predictions_give_the_word_level_accuracy(tiny_tokenizer, features):
     """Accuracy counts words, not pieces: with every prediction O it is the share of O words."""
-    lookup = _LookupModel({}, len(tokenizer))
+    lookup = _LookupModel({}, len(tiny_tokenizer))
     gold = [t for _, t in SENTENCES]
     result = evaluate_split(lookup, features[(24, True)], gold, LABELS, batch_size=8, pad_token_id=0)
     words = [t for s in gold for t in s]
@@ -157,12 +205,12 @@ def test_all_o_predictions_give_the_word_level_accuracy(tokenizer, features):
     )
 
 
-def test_evaluate_split_passes_strict_iob2_through(tokenizer):
+def test_evaluate_split_passes_strict_iob2_through(tiny_tokenizer, cache_dir):
     """A model that tags 'John' I-PER (no B-): the lenient default accepts the entity, strict IOB2 does not."""
-    john = tokenizer([["John"]], is_split_into_words=True)["input_ids"][0][1]
+    john = tiny_tokenizer([["John"]], is_split_into_words=True)["input_ids"][0][1]
     sentences = [(["John", "lives", "in", "Paris"], [L["B-PER"], 0, 0, 0])]
-    feats = build_features(_data(sentences), tokenizer, 24, 6, False)["validation"]
-    lookup = _LookupModel({john: L["I-PER"]}, len(tokenizer))
+    feats = _validation_features(sentences, tiny_tokenizer, 24, False, cache_dir)
+    lookup = _LookupModel({john: L["I-PER"]}, len(tiny_tokenizer))
     gold = [t for _, t in sentences]
     lenient = evaluate_split(lookup, feats, gold, LABELS, batch_size=4, pad_token_id=0)
     strict = evaluate_split(lookup, feats, gold, LABELS, batch_size=4, pad_token_id=0, strict_iob2=True)

@@ -9,12 +9,9 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 from omegaconf import OmegaConf
 
-from ner_experiments.data.readers import read_jsonl
 from ner_experiments.publishing.card import build_model_card, write_model_card
-from tests import conftest_publishing as shared
-
-REPO_ID = shared.REPO_ID
-tiny_run = shared.tiny_run  # the shared session fixture
+from tests.helpers import TINY_REPO_ID as REPO_ID
+from tests.helpers import sample_sentences
 
 BENGALI = re.compile(r"[\u0980-\u09FF]")
 
@@ -34,15 +31,12 @@ def test_training_writes_card_with_metadata_from_the_run(tiny_run: Path) -> None
     assert "datasets" not in data  # the shipped sample has no Hub id
     assert set(data["metrics"]) == {"precision", "recall", "f1", "accuracy"}
 
-    test_sentences = {
-        " ".join(tokens)
-        for tokens in read_jsonl(
-            Path(__file__).resolve().parents[1] / "ner_experiments/sample_data/bn/test.jsonl"
-        )[0]
-    }
+    test_sentences = {" ".join(words) for words, _ in sample_sentences("bn", "test")}
     widgets = [w["text"] for w in data["widget"]]
     assert 1 <= len(widgets) <= 3
     assert all(w in test_sentences and BENGALI.search(w) for w in widgets)
+    # Read from the run's results, where training recorded them: the card needs no data.
+    assert widgets == json.loads((tiny_run / "metrics.json").read_text())["run"]["widget_examples"]
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())["test"]
     results = card.data.eval_results
@@ -109,3 +103,13 @@ def test_card_of_a_pretrained_model_names_base_model_dataset_and_wandb_run(tiny_
     assert card.data.eval_results[0].dataset_config == "bn"
     assert "https://wandb.ai/me/p/runs/abc" in card.text
     assert "Test model" not in card.text and "silver standard" in card.text
+
+
+def test_card_widgets_come_from_the_results_without_reading_data(tiny_run: Path) -> None:
+    cfg, results = _load(tiny_run)
+    cfg.dataset.source, cfg.dataset.data_dir = "files", "/nonexistent/data"  # nothing there to read
+    run = {**results["run"], "widget_examples": ["Mary lives in Paris"]}
+    card = build_model_card(cfg, {**results, "run": run}, repo_id="me/x")
+    assert card.data.to_dict()["widget"] == [{"text": "Mary lives in Paris"}]
+    run = {k: v for k, v in results["run"].items() if k != "widget_examples"}
+    assert "widget" not in build_model_card(cfg, {**results, "run": run}, repo_id="me/x").data.to_dict()

@@ -11,10 +11,7 @@ from ner_experiments.errors import DataError
 from ner_experiments.publishing.cli import evaluate_main
 from ner_experiments.publishing.confusion import entity_confusion
 from ner_experiments.publishing.evaluate import evaluate_saved_model
-from tests import conftest_publishing as shared
-from tests.helpers import make_conll_dir
-
-tiny_run = shared.tiny_run
+from tests.helpers import make_conll_dir, sample_sentences, snapshot
 
 
 def test_scores_equal_the_training_runs_test_scores(tiny_run: Path, tmp_path: Path) -> None:
@@ -53,12 +50,63 @@ def test_cli_with_hydra_dataset_overrides(tiny_run: Path, tmp_path: Path, capsys
     assert "validation (20 sentences" in capsys.readouterr().out
 
 
-def test_default_output_dir_is_inside_the_run(tiny_run: Path, tmp_path: Path) -> None:
-    result = evaluate_saved_model(
-        str(tiny_run), ["dataset.max_eval_samples=5"], "validation", show_progress=False
+def test_cli_validation_scores_equal_the_runs_metrics_exactly(tiny_run: Path, tmp_path: Path) -> None:
+    """ner-evaluate --split validation on the saved model gives metrics.json's validation scores, to the bit."""
+    out = tmp_path / "validation"
+    assert evaluate_main(["--model", str(tiny_run), "--split", "validation", "--output-dir", str(out)]) == 0
+    trained = json.loads((tiny_run / "metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text())["validation"] == trained["validation"]
+
+
+def test_default_output_dir_is_inside_the_run_and_never_overwritten(run_copy: Path) -> None:
+    first = evaluate_saved_model(
+        str(run_copy), ["dataset.max_eval_samples=5"], "validation", show_progress=False
     )
-    assert result.output_dir == tiny_run / "evaluations" / "sample_bn-validation"
-    assert result.metrics["validation"]["num_sentences"] == 5
+    assert first.output_dir == run_copy / "evaluations" / "sample_bn-validation"
+    assert first.metrics["validation"]["num_sentences"] == 5
+    before = snapshot(first.output_dir)
+    second = evaluate_saved_model(
+        str(run_copy), ["dataset.max_eval_samples=6"], "validation", show_progress=False
+    )
+    assert second.output_dir == run_copy / "evaluations" / "sample_bn-validation-2"
+    assert second.metrics["validation"]["num_sentences"] == 6
+    assert snapshot(first.output_dir) == before
+
+
+def test_language_override_re_derives_the_data_set_and_keeps_earlier_evaluations(
+    run_copy: Path, capsys
+) -> None:
+    """A run trained on the sample's bn set, scored on its en set by ``dataset.language=en`` alone: the
+    data set's name and config follow the language (the saved training config keeps its interpolations)."""
+    english_test = sample_sentences("en", "test")
+    for attempt in (1, 2):
+        assert evaluate_main(["--model", str(run_copy), "dataset.language=en"]) == 0
+        folder = run_copy / "evaluations" / ("sample_en-test" if attempt == 1 else "sample_en-test-2")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["run"]["language"] == "en" and metrics["run"]["dataset_name"] == "sample_en"
+        assert metrics["test"]["num_sentences"] == len(english_test)
+        assert metrics["test"]["num_words"] == sum(len(words) for words, _ in english_test)
+        if attempt == 1:
+            first = snapshot(folder)
+    assert snapshot(run_copy / "evaluations" / "sample_en-test") == first
+    assert "results: " in capsys.readouterr().out
+
+
+def test_an_output_dir_holding_an_evaluation_is_refused(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "eval"
+    assert (
+        evaluate_main(["--model", str(tiny_run), "--output-dir", str(out), "dataset.max_eval_samples=3"]) == 0
+    )
+    before = snapshot(out)
+    capsys.readouterr()
+    assert (
+        evaluate_main(["--model", str(tiny_run), "--output-dir", str(out), "dataset.max_eval_samples=3"]) == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and err[0].startswith("error: --output-dir") and "already holds an evaluation" in err[0]
+    )
+    assert snapshot(out) == before
 
 
 def test_data_with_labels_the_model_does_not_know(tiny_run: Path, tmp_path: Path) -> None:

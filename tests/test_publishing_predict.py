@@ -9,17 +9,12 @@ from pathlib import Path
 import pytest
 
 from ner_experiments.errors import ModelLoadError
+from ner_experiments.metrics import compute_ner_metrics
+from ner_experiments.model import NerModel
 from ner_experiments.publishing.cli import predict_main
-from ner_experiments.publishing.predict import (
-    decode_entities,
-    load_for_prediction,
-    predict_texts,
-    predict_tokens,
-    split_words,
-)
-from tests import conftest_publishing as shared
+from ner_experiments.publishing.predict import decode_entities, predict_texts, predict_tokens, split_words
+from tests.helpers import TINY_REPO_ID, sample_sentences
 
-tiny_run = shared.tiny_run
 BENGALI = "সিডনি ক্রিকেট গ্রাউন্ড, বিষয়ে আলোচনা।"
 ENGLISH = "Sydney  Cricket Ground (in Australia)."
 
@@ -41,9 +36,22 @@ def _forced_model(tiny_run: Path, dest: Path, label: str) -> Path:
 
 @pytest.fixture(scope="module")
 def b_loc_model(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory):
-    return load_for_prediction(
+    return NerModel.load(
         str(_forced_model(tiny_run, tmp_path_factory.mktemp("forced"), "B-LOC")), device="cpu"
     )
+
+
+def test_predictions_on_the_validation_words_score_as_training_scored_them(tiny_run: Path) -> None:
+    """NerModel.predict_words (ner-predict's path) tags words exactly as training's evaluation did."""
+    model = NerModel.load(str(tiny_run), device="cpu")
+    sentences = sample_sentences("bn", "validation")
+    labels, scores = model.predict_words([words for words, _ in sentences], batch_size=7)
+    metrics = compute_ner_metrics([tags for _, tags in sentences], labels)
+    trained = json.loads((tiny_run / "metrics.json").read_text())["validation"]
+    assert {k: metrics[k] for k in ("overall_f1", "overall_accuracy", "per_type")} == {
+        k: trained[k] for k in ("overall_f1", "overall_accuracy", "per_type")
+    }
+    assert [len(s) for s in scores] == [len(words) for words, _ in sentences]
 
 
 def test_split_words_keeps_bengali_words_whole_and_punctuation_apart() -> None:
@@ -66,7 +74,7 @@ def test_entities_are_aligned_to_the_input_text(b_loc_model, text: str) -> None:
 
 
 def test_i_tags_merge_into_one_entity_spanning_the_words(tiny_run: Path, tmp_path: Path) -> None:
-    model = load_for_prediction(str(_forced_model(tiny_run, tmp_path, "I-PER")), device="cpu")
+    model = NerModel.load(str(_forced_model(tiny_run, tmp_path, "I-PER")), device="cpu")
     [record] = predict_texts(model, ["  রবীন্দ্রনাথ ঠাকুর  "])
     [entity] = record["entities"]
     assert entity["text"] == "রবীন্দ্রনাথ ঠাকুর" and entity["type"] == "PER"
@@ -138,9 +146,9 @@ def test_cli_on_a_run_dir_prints_one_json_line_per_sentence(tiny_run: Path, caps
 
 def test_errors_missing_dir_no_label_names_empty_input(tiny_run: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
-        load_for_prediction(str(tmp_path / "missing_run"))
+        NerModel.load(str(tmp_path / "missing_run"))
     with pytest.raises(ModelLoadError, match="holds no saved model"):
-        load_for_prediction(str(tmp_path))
+        NerModel.load(str(tmp_path))
     unlabeled = tmp_path / "unlabeled"
     shutil.copytree(tiny_run / "model", unlabeled)
     config = json.loads((unlabeled / "config.json").read_text())
@@ -148,7 +156,7 @@ def test_errors_missing_dir_no_label_names_empty_input(tiny_run: Path, tmp_path:
     config["label2id"] = {f"LABEL_{i}": i for i in range(7)}
     (unlabeled / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="no NER label names"):
-        load_for_prediction(str(unlabeled))
+        NerModel.load(str(unlabeled))
     assert predict_main(["--model", str(tiny_run), "  "]) == 2
     assert predict_main(["--model", str(tmp_path / "nope"), "text"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -164,9 +172,9 @@ def test_hub_id_offline_fails_fast_with_a_clear_error(
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
     with pytest.raises(ModelLoadError) as info:
-        load_for_prediction("me/bengali-ner", cache_dir=str(tmp_path / "cache"))
+        NerModel.load("me/bengali-ner", cache_dir=str(tmp_path / "cache"))
     message = str(info.value)
-    assert "me/bengali-ner" in message and "HF_HUB_OFFLINE=1" in message and "local path" in message
+    assert "me/bengali-ner" in message and "HF_HUB_OFFLINE=1" in message and "local copy" in message
     assert "\n" not in message
 
 
@@ -177,14 +185,14 @@ def test_hub_id_loads_from_a_populated_cache_offline(
 
     # The Hub cache layout, filled with the upload folder training staged (hub.dry_run=true).
     commit = "0" * 40
-    repo = tmp_path / "cache" / "models--me--tiny-ner"
+    repo = tmp_path / "cache" / f"models--{TINY_REPO_ID.replace('/', '--')}"
     shutil.copytree(tiny_run / "hub_upload", repo / "snapshots" / commit)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(commit)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    model = load_for_prediction("me/tiny-ner", cache_dir=str(tmp_path / "cache"), device="cpu")
-    assert model.source == "me/tiny-ner" and model.label_names[1] == "B-PER"
+    model = NerModel.load(TINY_REPO_ID, cache_dir=str(tmp_path / "cache"), device="cpu")
+    assert model.source == TINY_REPO_ID and model.label_names[1] == "B-PER"
     assert model.max_length == 64 and model.window_stride == 16  # from the uploaded training_config.yaml
     [record] = predict_texts(model, [BENGALI])
     assert record["text"] == BENGALI

@@ -9,9 +9,8 @@ from datasets import Dataset
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from ner_experiments.data.contract import NerData
-from ner_experiments.feature_cache import build_features_cached
-from ner_experiments.features import training_window
-from ner_experiments.modeling import build_tiny_tokenizer
+from ner_experiments.features import FeatureSettings
+from ner_experiments.features.build import build_features, read_columns
 from ner_experiments.sampling import LengthBucketSampler
 
 
@@ -70,14 +69,20 @@ def test_batch_order_is_random_longest_first_and_fixed_by_seed_and_epoch():
     assert sampler.batches() == first
 
 
-def test_training_window_is_shorter_only_when_asked():
-    assert training_window(512, 128, None) == (512, 128)
-    assert training_window(512, 128, 1024) == (512, 128)
-    assert training_window(512, 128, 128) == (128, 32)  # the stride shrinks so windows still advance
-    assert training_window(512, 16, 128) == (128, 16)
+def test_training_windows_are_shorter_only_when_asked():
+    def train(window):
+        return FeatureSettings.per_split(512, 128, True, window)["train"]
+
+    assert train(None) == FeatureSettings(512, 128, True)
+    assert train(1024) == FeatureSettings(512, 128, True)
+    assert train(128) == FeatureSettings(128, 32, True)  # the stride shrinks so windows still advance
+    assert FeatureSettings.per_split(512, 16, False, 128)["train"] == FeatureSettings(128, 16, False)
+    # Evaluation reads whole sentences at max_length and labels first pieces only, whatever training does.
+    for split in ("validation", "test"):
+        assert FeatureSettings.per_split(512, 128, True, 128)[split] == FeatureSettings(512, 128, False)
 
 
-def test_training_windows_apply_to_the_train_split_only(tmp_path):
+def test_training_windows_apply_to_the_train_split_only(tiny_tokenizer, tmp_path):
     rng = random.Random(0)
     vocab = [f"w{i}" for i in range(40)]
 
@@ -90,26 +95,23 @@ def test_training_windows_apply_to_the_train_split_only(tmp_path):
         label_names=["O", "B-PER", "I-PER"],
         source="generated",
     )
-    tokenizer = build_tiny_tokenizer(vocab, vocab_size=200, lowercase=False)
-    window = training_window(512, 128, 32)
-    features, report = build_features_cached(data, tokenizer, 512, 128, False, tmp_path, train_window=window)
-    assert max(features["train"]["length"]) <= 32 < max(features["validation"]["length"])
-    assert not any(features["validation"]["was_split"]) and any(features["train"]["was_split"])
+    features, _ = build_features(
+        data, tiny_tokenizer, FeatureSettings.per_split(512, 128, False, 32), tmp_path
+    )
+    train = read_columns(features["train"], ["sentence_id", "labels", "word_index", "length", "was_split"])
+    validation = read_columns(features["validation"], ["length", "was_split"])
+    assert max(train["length"]) <= 32 < max(validation["length"])
+    assert not any(validation["was_split"]) and any(train["was_split"])
     # Every training word is still labelled exactly once, in the window that owns it.
     owned = {}
-    for sid, labels, index in zip(
-        features["train"]["sentence_id"],
-        features["train"]["labels"],
-        features["train"]["word_index"],
-        strict=True,
-    ):
+    for sid, labels, index in zip(train["sentence_id"], train["labels"], train["word_index"], strict=True):
         for label, w in zip(labels, index, strict=True):
             if w >= 0:
                 assert (sid, w) not in owned and label != -100
                 owned[(sid, w)] = label
     assert len(owned) == sum(len(t) for t in data.splits["train"]["tokens"])
     # Changing the window rebuilds the training features only.
-    _, again = build_features_cached(data, tokenizer, 512, 128, False, tmp_path, train_window=(48, 12))
+    _, again = build_features(data, tiny_tokenizer, FeatureSettings.per_split(512, 128, False, 48), tmp_path)
     assert again.splits == {"train": "miss", "validation": "hit", "test": "hit"}
 
 
