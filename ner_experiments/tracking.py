@@ -11,13 +11,14 @@ import netrc
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from ner_experiments.config import LoggerConfig
 
 log = logging.getLogger(__name__)
 
-WANDB_MODES = ("online", "offline", "disabled")
+WandbMode = Literal["online", "offline", "disabled"]
+WANDB_MODES: tuple[WandbMode, ...] = ("online", "offline", "disabled")
 SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
 
 
@@ -44,16 +45,15 @@ def wandb_credentials_found() -> bool:
     return rc.authenticators(host) is not None
 
 
-def resolve_wandb_mode(requested: str | None) -> str:
+def resolve_wandb_mode(requested: str | None) -> WandbMode:
     """The W&B mode of every run, trials and a sweep's summary run alike: online, offline or disabled.
 
     ``WANDB_MODE`` in the environment wins, then ``requested`` (``logger.mode``) unless it is ``auto``
     or unset; ``auto`` is online when :func:`wandb_credentials_found`, else offline.
     """
-    if os.environ.get("WANDB_MODE") in WANDB_MODES:
-        return os.environ["WANDB_MODE"]
-    if requested in WANDB_MODES:
-        return str(requested)
+    for mode in (os.environ.get("WANDB_MODE"), requested):
+        if mode in WANDB_MODES:
+            return cast(WandbMode, mode)
     return "online" if wandb_credentials_found() else "offline"
 
 

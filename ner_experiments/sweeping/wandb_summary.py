@@ -30,7 +30,7 @@ def log_sweep_summary(study: optuna.Study, config: Any, sweep_dir: Path, summary
             name=f"{study.study_name}-summary",
             job_type="sweep-summary",
             tags=["sweep", "sweep-summary", study.study_name],
-            mode=resolve_wandb_mode(logger.get("mode")),  # type: ignore[arg-type]
+            mode=resolve_wandb_mode(logger.get("mode")),
             dir=str(sweep_dir),
             config={"study_name": study.study_name, "direction": summary["direction"]},
             reinit="create_new",

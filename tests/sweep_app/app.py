@@ -6,6 +6,7 @@ the trial exactly as training does (:class:`TrialReporter`, which the HF callbac
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ def simulated_objective(cfg: DictConfig, epoch: int) -> float:
     if cfg.sim.mode == "first_best":  # trial 0 is best at every step: a median pruner must prune the others
         base = 1.0 if trial == 0 else 0.1
     else:  # best near lr=1e-3
-        base = 1.0 / (1.0 + abs(__import__("math").log10(lr) + 3.0))
+        base = 1.0 / (1.0 + abs(math.log10(lr) + 3.0))
     return base * epoch / (epoch + 1.0)
 
 
