@@ -147,9 +147,8 @@ def test_existing_repo_without_write_access_is_refused(online_with_token: None, 
     [
         (WRITE_USER, "alice/new-ner"),
         (WRITE_USER, "Alice/new-ner"),  # namespaces are compared as the Hub does, ignoring case
-        ({**WRITE_USER, "orgs": [{"name": "lab", "roleInOrg": "contributor"}]}, "lab/new-ner"),
-        ({**WRITE_USER, "orgs": [{"name": "lab", "roleInOrg": "admin"}]}, "lab/new-ner"),
-        ({**WRITE_USER, "orgs": [{"name": "lab"}]}, "lab/new-ner"),  # no role given: left to the upload
+        # Any organisation of yours: a role or token scope that cannot create is the Hub's 403 at push time.
+        ({**WRITE_USER, "orgs": [{"name": "lab", "roleInOrg": "read"}]}, "lab/new-ner"),
     ],
 )
 def test_missing_repo_in_a_namespace_you_may_create_in_passes(
@@ -175,26 +174,6 @@ def test_missing_repo_in_someone_elses_namespace_is_refused(
     message = refusal(hub(repo_id="bob/ner"), api)
     assert message.startswith("hub=push to bob/ner refused before training: bob/ner does not exist")
     assert expected in message and "hub.repo_id=alice/ner" in message
-
-
-def test_missing_repo_in_an_org_where_you_only_read_is_refused(online_with_token: None) -> None:
-    me = {**WRITE_USER, "orgs": [{"name": "lab", "roleInOrg": "read"}]}
-    message = refusal(hub(repo_id="lab/ner"), FakeHfApi(me, hub_error(RepositoryNotFoundError, 404)))
-    assert "your role in organisation 'lab' is 'read'" in message
-
-
-def fine_grained(*scoped: tuple[str, list[str]]) -> dict[str, Any]:
-    entries = [{"entity": {"type": "user", "name": n}, "permissions": p} for n, p in scoped]
-    access = {"role": "fineGrained", "fineGrained": {"global": [], "scoped": entries}}
-    return {"name": "alice", "orgs": [], "auth": {"accessToken": access}}
-
-
-def test_fine_grained_token_needs_repo_write_on_the_namespace(online_with_token: None) -> None:
-    missing = hub_error(RepositoryNotFoundError, 404)
-    allowed = fine_grained(("alice", ["repo.content.read", "repo.write"]))
-    check_push_possible(hub(), api=FakeHfApi(allowed, missing))
-    read_only = fine_grained(("alice", ["repo.content.read"]))
-    assert "no repo.write permission for 'alice'" in refusal(hub(), FakeHfApi(read_only, missing))
 
 
 @pytest.mark.parametrize(

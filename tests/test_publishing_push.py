@@ -125,7 +125,7 @@ def test_network_failure_is_retried_then_reported(run_copy: Path, with_token: st
 def test_transient_failure_then_success(run_copy: Path, with_token: str) -> None:
     api = FakeHfApi(failures=[FakeHTTPError(503)])
     result = publish_run(run_copy, "me/bengali-ner", api=api, sleep=lambda s: None)
-    assert result.uploaded and result.url.endswith("/commit/abc")
+    assert result.url is not None and result.url.endswith("/commit/abc")
 
 
 def test_rejected_token_is_not_retried(run_copy: Path, with_token: str) -> None:
@@ -195,7 +195,10 @@ def real_hub_error(status: int) -> Exception:
     [
         (FakeHTTPError(403), "no write access to me/x (HTTP 403)"),
         (real_hub_error(403), "no write access to me/x (HTTP 403)"),
-        (ConnectionError("connection reset"), "cannot reach the Hub to upload to me/x after 1 attempts"),
+        (
+            ConnectionError("connection reset"),
+            "cannot reach the Hub to upload to me/x (ConnectionError) after 1 attempts",
+        ),
     ],
     ids=["403", "hf-403", "network"],
 )
