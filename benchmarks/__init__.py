@@ -1,5 +1,1 @@
-"""Speed benchmark of ``train.py trainer=fast`` against the tutorial's recipe (see benchmarks/README.md).
-
-A package so its scripts import one another by name: run them from the repository root with
-``python -m benchmarks.run_benchmark``.
-"""
+"""The speed benchmark (see README.md); a package, so run its scripts with ``python -m benchmarks.<name>``."""
