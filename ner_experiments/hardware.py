@@ -35,11 +35,8 @@ def runs_on_gpu(use_cpu: bool = False) -> bool:
 def resolve_precision(requested: str, use_cpu: bool = False) -> str:
     """``auto`` → bf16 autocast on CPUs that run bf16 natively (AVX512-BF16/AMX), else fp32.
 
-    On a GPU ``auto`` is fp32 with TF32 matmuls (:func:`configure_torch_for_speed` turns TF32 on):
-    at the tutorial's batch of 16 sentences a step is bound by the host launching ~700 kernels, not
-    by arithmetic, and bf16 autocast adds ~400 casts per step. Measured on an H200 with an
-    mBERT-sized model (benchmarks/README.md): bf16 steps 20% slower than TF32 at 16 x 32 pieces,
-    end to end 0.84x the recipe's samples/s on WikiANN; bf16 pays only from ~256 pieces per row.
+    On a GPU ``auto`` is fp32 with TF32 matmuls (:func:`configure_torch_for_speed` turns TF32 on): at
+    the tutorial's small batches a step is bound by kernel launches, and bf16 autocast only adds casts.
     Ask for ``precision=bf16`` for bigger batches, longer windows or bigger models.
     """
     if requested != "auto":
@@ -69,10 +66,8 @@ def configure_torch_for_speed(use_cpu: bool = False) -> dict[str, object]:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
             settings["tf32"] = True
-        # cuDNN attention (first choice of torch's SDPA for bf16/fp16 with a padding mask on Hopper and
-        # newer) builds an execution plan for every new (batch, length) shape: measured 4x slower
-        # evaluation and slower training on an H200, where length-grouped batches bring dozens of
-        # shapes. Flash / memory-efficient attention need no per-shape plan.
+        # cuDNN attention builds an execution plan for every new (batch, length) shape, and length-grouped
+        # batches bring dozens of shapes; flash / memory-efficient attention need no per-shape plan.
         torch.backends.cuda.enable_cudnn_sdp(False)
         settings["cudnn_attention"] = False
     elif "OMP_NUM_THREADS" not in os.environ:
