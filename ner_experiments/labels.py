@@ -19,11 +19,8 @@ def is_valid_tag_name(tag: str) -> bool:
 
 
 def tag_problem(tag: str) -> str | None:
-    """None for a valid IOB2 tag, else the kind of problem (a key of ``data.problems.KINDS``).
-
-    ``bare_tag``: a type without a prefix (``TIM``, ``PERSON``); ``other_scheme``: a BILOU/IOBES tag
-    (``U-PER``, ``E-LOC``); ``invalid_tag``: anything else (``B_PER``, ``b-PER``, ``B-``, ``o``).
-    """
+    """None for a valid IOB2 tag, else ``bare_tag`` (``TIM``), ``other_scheme`` (BILOU/IOBES: ``U-PER``)
+    or ``invalid_tag`` (``B_PER``, ``b-PER``, ``B-``, ``o``): a key of ``data.contract.KINDS``."""
     if is_valid_tag_name(tag):
         return None
     if _OTHER_SCHEME.match(tag):
@@ -40,27 +37,19 @@ def check_label_names(label_names: Sequence[str], where: str) -> None:
         raise DataError(
             f"{where}: invalid tag name {bad[0]!r} ({len(bad)} invalid in all): tags must be O, B-<TYPE> or I-<TYPE> (IOB2)"
         )
-    if len(set(label_names)) != len(label_names):
-        dupes = sorted({n for n in label_names if list(label_names).count(n) > 1})
-        raise DataError(f"{where}: label {dupes[0]!r} is listed twice in the label set")
+    twice = [name for i, name in enumerate(label_names) if name in label_names[:i]]
+    if twice:
+        raise DataError(f"{where}: label {twice[0]!r} is listed twice in the label set")
 
 
 def sorted_label_names(tags: set[str]) -> list[str]:
     """A stable label list for data without a declared one: O first, then by type, B before I."""
     types = sorted({t[2:] for t in tags if t != "O"})
-    names = ["O"]
-    for kind in types:
-        names += [f"B-{kind}", f"I-{kind}"]
-    return names
+    return ["O", *[f"{prefix}-{kind}" for kind in types for prefix in "BI"]]
 
 
 def b_to_i_label_ids(label_names: Sequence[str]) -> list[int]:
-    """For each label id, the id of the label a continuation sub-word gets.
-
-    ``B-X`` maps to ``I-X`` (never B- again: a second B- would start a spurious entity);
-    every other label maps to itself. If the label set lacks ``I-X``, ``B-X`` keeps its id.
-    """
+    """For each label id, the id a continuation sub-word gets: ``B-X`` maps to ``I-X`` (a second B- would
+    start a spurious entity), or keeps its id when the set lacks ``I-X``; other labels map to themselves."""
     index = {name: i for i, name in enumerate(label_names)}
-    return [
-        index.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)
-    ]
+    return [index.get(f"I-{n[2:]}", i) if n.startswith("B-") else i for i, n in enumerate(label_names)]

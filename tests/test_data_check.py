@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +23,8 @@ from ner_experiments.data.contract import NerData
 from ner_experiments.data.fix import fix_files
 from ner_experiments.data.readers import read_conll
 from ner_experiments.errors import ConfigError, DataError
-from tests.helpers import REPO_ROOT, TINY_SENTENCES, make_conll_dir, make_jsonl_dir, run_train
+from tests.helpers import REPO_ROOT, make_conll_dir, make_jsonl_dir, run_train
 
-TABLE_ROW = re.compile(r"^\s*(\S.*?)\s{2,}([\d,]+)\s+([\d,]+)\s+([\d,]+)$")  # a row of figures, by split
 SAMPLE_BN = REPO_ROOT / "ner_experiments" / "sample_data" / "bn"
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -198,26 +196,7 @@ def test_check_prints_an_aligned_table_and_exits_0(tmp_path):
         "entity types with fewer than 10 training examples: LOC 2, ORG 1, PER 3: expect low scores"
         in result.stdout
     )
-    assert "no model given: sentence lengths in pieces need one" in result.stdout
     assert result.stdout.rstrip().endswith("OK: the data can be trained on (3 warnings above)")
-
-
-def test_check_with_a_model_counts_pieces_and_windows(tmp_path, tiny_local_model):
-    long_sentence = (["ঢাকা"] * 300, ["B-LOC"] + ["I-LOC"] * 299)
-    make_conll_dir(tmp_path, {s: [*TINY_SENTENCES, long_sentence] for s in ("train", "validation", "test")})
-    overrides = [
-        "dataset=conll_files",
-        f"dataset.data_dir={tmp_path}",
-        "model=local",
-        f"model.name_or_path={tiny_local_model}",
-    ]
-    result = run_ner_data("check", *overrides, "model.max_length=128")
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = {m[1]: list(m.groups()[1:]) for m in map(TABLE_ROW.match, result.stdout.splitlines()) if m}
-    assert "pieces per sentence (window: 126 of max_length 128)" in result.stdout
-    assert rows["sentences split into windows"] == ["1", "1", "1"]
-    assert int(rows["max"][0]) >= 300  # the last "max" row: pieces, at least one per word
-    assert rows["words with no pieces (read as [UNK])"] == ["0", "0", "0"]
 
 
 def test_check_a_bad_override_is_one_line_and_exit_2():
@@ -316,18 +295,18 @@ def test_bare_tag_modes(tmp_path, bare_tags, expected):
     assert [line.split("\t")[1] for line in copy.splitlines() if line] == expected
 
 
-def test_fix_rewrites_other_schemes_and_iob1_starts_and_keeps_extra_columns(tmp_path):
+def test_fix_rewrites_other_schemes_and_iob1_starts_as_token_tab_tag(tmp_path):
     results, copy = _fix(
         tmp_path, "New NNP U-LOC\nYork NNP I-LOC\n\nBig JJ B-ORG\nCorp NNP L-ORG\n\nAnn NNP I-PER\n"
     )
     assert copy.splitlines() == [
-        "New NNP B-LOC",
-        "York NNP I-LOC",
+        "New\tB-LOC",
+        "York\tI-LOC",
         "",
-        "Big JJ B-ORG",
-        "Corp NNP I-ORG",
+        "Big\tB-ORG",
+        "Corp\tI-ORG",
         "",
-        "Ann NNP B-PER",
+        "Ann\tB-PER",
     ]
     assert [p.kind for p in results[0].fixed] == ["other_scheme", "other_scheme", "iob1_start"]
 
@@ -348,8 +327,7 @@ def test_fix_jsonl_drops_empty_tokens_and_rewrites_tags(tmp_path):
         {s: [(["", "Mon", "night"], ["O", "TIM", "TIM"])] for s in ("train", "validation", "test")},
     )
     results = fix_files(DatasetConfig(name="t", source="files", data_dir=str(data)), tmp_path / "out", "IO")
-    row = json.loads((tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8"))
-    assert row == {"tokens": ["Mon", "night"], "ner_tags": ["B-TIM", "I-TIM"]}
+    assert read_conll(tmp_path / "out" / "train.conll") == ([["Mon", "night"]], [["B-TIM", "I-TIM"]])
     assert [p.kind for p in results[0].fixed] == ["empty_token", "bare_tag", "bare_tag"]
 
 

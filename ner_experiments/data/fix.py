@@ -1,24 +1,16 @@
-"""``ner-data fix``: a cleaned copy of a files data set, with only what can be fixed without guessing.
-
-Fixed: a leading BOM, CRLF line ends, lines with an empty token (dropped), BILOU/IOBES tags and I- tags
-that start an entity (rewritten as IOB2), and tags without B-/I- as ``--bare-tags`` says. Anything else
-(a line without a tag, a broken tag name, bad JSON) needs a person: the sentence it is in is left out of
-the copy, and the line is listed with its number in the input file.
-"""
+"""``ner-data fix``: a cleaned copy of a files data set, with only what can be fixed without guessing
+(see :data:`FIX_ACTIONS`); a sentence with any other problem is left out of the copy and listed."""
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ner_experiments.config import DatasetConfig
-from ner_experiments.data.files import parse_conll_line, read_lines, scan_jsonl
-from ner_experiments.data.problems import Problem, shown
-from ner_experiments.data.readers import split_files
+from ner_experiments.data.contract import FIXABLE, Problem
+from ner_experiments.data.readers import FileRows, scan_file, split_files
 from ner_experiments.errors import ConfigError, DataError
 from ner_experiments.labels import tag_problem
 
@@ -26,7 +18,7 @@ BARE_TAG_MODES = {
     "IO": "a run of words with the same bare tag is one entity: TIM TIM -> B-TIM I-TIM",
     "B": "every word with a bare tag is an entity of its own: TIM TIM -> B-TIM B-TIM",
 }
-FIX_ACTIONS = {  # what fix did, by kind
+FIX_ACTIONS = {  # what fix did, by kind, in the order it is printed
     "bom": "byte order mark removed",
     "crlf": "CRLF line ends written as LF",
     "empty_token": "line with an empty token dropped",
@@ -41,7 +33,6 @@ class FileFix:
     """One input file: the lines of its cleaned copy, what was changed, and what could not be."""
 
     source: Path
-    target_name: str
     lines: list[str] = field(default_factory=list)
     fixed: list[Problem] = field(default_factory=list)
     unfixable: list[Problem] = field(default_factory=list)
@@ -57,9 +48,7 @@ class TagFixer:
     previous: str = "O"
 
     def fix(self, tag: str, where: str, word: str, out: FileFix) -> str:
-        kind = tag_problem(tag)
-        new = tag
-        text = f"{tag!r} (word {word!r})"
+        kind, new, text = tag_problem(tag), tag, f"{tag!r} (word {word!r})"
         if kind == "invalid_tag" or (kind == "bare_tag" and self.bare_tags is None):
             out.unfixable.append(Problem(kind, where, text, tag))
             self.previous = "O"
@@ -80,29 +69,20 @@ class TagFixer:
 
 
 def fix_files(cfg: DatasetConfig, out_dir: Path, bare_tags: str | None) -> list[FileFix]:
-    """Fix every split file of ``cfg`` and write the copies to ``out_dir``.
+    """Write the fixed copy of each split file to ``out_dir/<split>.conll`` (never into the input folder).
 
-    The copies are named ``<split>.conll`` / ``<split>.jsonl``, so ``dataset=conll_files
-    dataset.data_dir=<out_dir>`` loads them. The input is never written to. Raises
-    :class:`ConfigError`, writing nothing, when bare tags are found and ``bare_tags`` does not say
-    what they mean: that is the user's choice to make, not a sentence to leave out.
-    """
+    Raises :class:`ConfigError`, writing nothing, when bare tags are found and ``bare_tags`` does not
+    say what they mean: that is the user's choice to make."""
     files = split_files(cfg)
-    inputs = {path.resolve().parent for path, _ in files.values()}
-    if out_dir.resolve() in inputs:
+    if out_dir.resolve() in {path.resolve().parent for path in files.values()}:
         raise DataError(
             f"--out {out_dir} is the input folder: give a new folder (fix never changes the input)"
         )
     declared = list(cfg.label_names) if cfg.label_names else None
-    results = []
-    for split, (path, fmt) in files.items():
-        if fmt == "jsonl":
-            result = _fix_jsonl(path, cfg, TagFixer(bare_tags, declared))
-        else:
-            result = _fix_conll(path, TagFixer(bare_tags, declared))
-        result.target_name = f"{split}.{fmt}"
-        results.append(result)
-    bare = Counter(p.value for r in results for p in r.unfixable if p.kind == "bare_tag")
+    results = {}
+    for split, path in files.items():
+        results[split] = _fix_rows(path, scan_file(path, cfg), TagFixer(bare_tags, declared))
+    bare = Counter(p.value for r in results.values() for p in r.unfixable if p.kind == "bare_tag")
     if bare:
         found = ", ".join(f"{tag!r} {n}" for tag, n in bare.most_common(5))
         modes = "; ".join(f"--bare-tags={mode} if {meaning}" for mode, meaning in BARE_TAG_MODES.items())
@@ -110,100 +90,29 @@ def fix_files(cfg: DatasetConfig, out_dir: Path, bare_tags: str | None) -> list[
             f"{sum(bare.values())} tags without B-/I- ({found}): say what they mean with {modes}. Nothing written"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
-    for result in results:
-        (out_dir / result.target_name).write_text("\n".join(result.lines) + "\n", encoding="utf-8")
-    return results
+    for split, result in results.items():
+        (out_dir / f"{split}.conll").write_text("\n".join(result.lines), encoding="utf-8")
+    return list(results.values())
 
 
-def _start(path: Path) -> tuple[FileFix, list[tuple[int, str | None]]]:
-    """Read a file for fixing: its BOM and CRLF count as fixed; a line that is not UTF-8 is None."""
-    text = read_lines(path)
-    result = FileFix(path, "", unfixable=list(text.problems))
-    if text.had_bom:
-        result.fixed.append(Problem("bom", f"{path}:1", "byte order mark"))
-    if text.had_crlf:
-        result.fixed.append(Problem("crlf", str(path), "CRLF line ends"))
-    lines: list[tuple[int, str | None]] = list(text.lines)
-    for problem in text.problems:
-        lines.append((int(problem.where.rsplit(":", 1)[1]), None))
-    lines.sort(key=lambda item: item[0])
-    if lines and lines[-1][1] == "":
-        lines = lines[:-1]  # the file's final line end; written back by fix_files
-    return result, lines
-
-
-def _fix_conll(path: Path, tags: TagFixer) -> FileFix:
-    result, lines = _start(path)
-    sentence: list[str] = []
-    keep = True
-    for lineno, line in [*lines, (0, "")]:  # a blank line at the end closes the last sentence
-        parsed = parse_conll_line(line) if line is not None else None
-        if parsed is not None and parsed.kind in ("blank", "docstart"):
-            if sentence and keep:
-                result.lines += sentence
-            result.left_out += bool(sentence) and not keep
-            if lineno:
-                result.lines.append(line)
-            sentence, keep, tags.previous = [], True, "O"
-            continue
-        where = f"{path}:{lineno}"
-        unfixable = len(result.unfixable)
-        if parsed is None:
-            keep = False
-        elif parsed.kind == "empty_token":
-            result.fixed.append(Problem("empty_token", where, shown(line)))
-        elif parsed.kind == "no_tag":
-            result.unfixable.append(Problem("no_tag", where, shown(line)))
-        else:
-            new = tags.fix(parsed.tag, where, parsed.token, result)
-            sentence.append(line if new == parsed.tag else _with_tag(line, new))
-        keep = keep and len(result.unfixable) == unfixable
+def _fix_rows(path: Path, rows: FileRows, tags: TagFixer) -> FileFix:
+    """The copy of one file as ``token<TAB>tag`` lines, without the sentences that cannot be fixed."""
+    result = FileFix(path, fixed=[Problem(kind, f"{path}:1", note) for kind, note in rows.notes.items()])
+    result.fixed += [p for p in rows.problems if p.kind in FIXABLE]
+    result.unfixable += [p for p in rows.problems if p.kind not in FIXABLE]
+    for i, sentence in enumerate(rows.sentences):
+        unfixable, tags.previous = len(result.unfixable), "O"
+        fixed = [
+            (token, tags.fix(_tag_name(tag, tags.declared), where, token, result))
+            for where, token, tag in sentence
+        ]
+        if i in rows.broken or len(result.unfixable) > unfixable:
+            result.left_out += 1
+        elif fixed:
+            result.lines += [f"{token}\t{tag}" for token, tag in fixed] + [""]
     return result
 
 
-def _with_tag(line: str, tag: str) -> str:
-    """The line with its last column (the tag) replaced; other columns and spacing kept."""
-    match = re.search(r"\S+(\s*)$", line)
-    assert match is not None  # a token line has a tag
-    return line[: match.start()] + tag + match.group(1)
-
-
-def _fix_jsonl(path: Path, cfg: DatasetConfig, tags: TagFixer) -> FileFix:
-    result, lines = _start(path)
-    # Lines that cannot be read as sentences are what scan_jsonl reports; they cannot be fixed here.
-    scanned = scan_jsonl(path, cfg.tokens_column, cfg.tags_column)
-    result.unfixable += [p for p in scanned.problems if p.kind not in ("not_utf8", "empty_token")]
-    broken = {p.where for p in result.unfixable}
-    for lineno, line in lines:
-        where = f"{path}:{lineno}"
-        if line is None or where in broken:
-            result.left_out += 1
-            continue
-        if not line.strip():
-            continue
-        unfixable = len(result.unfixable)
-        line = _fix_json_line(line, where, cfg, tags, result)
-        if len(result.unfixable) == unfixable:
-            result.lines.append(line)
-        else:
-            result.left_out += 1
-    return result
-
-
-def _fix_json_line(line: str, where: str, cfg: DatasetConfig, tags: TagFixer, result: FileFix) -> str:
-    """One sentence object with empty tokens dropped and its tags rewritten as IOB2."""
-    row = json.loads(line)
-    key = cfg.tags_column if cfg.tags_column in row else "tags"
-    words, old = [str(t) for t in row[cfg.tokens_column]], list(row[key])
-    keep = [i for i, word in enumerate(words) if word.strip()]
-    if len(keep) < len(words):
-        result.fixed.append(Problem("empty_token", where, f"{len(words) - len(keep)} empty tokens dropped"))
-    tags.previous = "O"
-    new = [
-        old[i] if isinstance(old[i], int) else tags.fix(str(old[i]), where, words[i], result) for i in keep
-    ]
-    if len(keep) == len(words) and new == old:
-        return line
-    row[cfg.tokens_column] = [row[cfg.tokens_column][i] for i in keep]
-    row[key] = new
-    return json.dumps(row, ensure_ascii=False)
+def _tag_name(tag: object, declared: Sequence[str] | None) -> str:
+    """A tag as a name: a label id (JSON lines) is named by the declared label list."""
+    return declared[tag] if isinstance(tag, int) and declared and 0 <= tag < len(declared) else str(tag)
