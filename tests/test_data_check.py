@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,23 +21,15 @@ from ner_experiments.data.contract import NerData
 from ner_experiments.data.fix import fix_files
 from ner_experiments.data.readers import read_conll
 from ner_experiments.errors import ConfigError, DataError
-from tests.helpers import REPO_ROOT, make_conll_dir, make_jsonl_dir, run_train
+from tests.helpers import REPO_ROOT, make_conll_dir, make_jsonl_dir, run_script, run_train
 
 SAMPLE_BN = REPO_ROOT / "ner_experiments" / "sample_data" / "bn"
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
 def run_ner_data(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``ner-data <args>`` in a subprocess, offline, capturing what it prints."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONWARNINGS="ignore")
-    return subprocess.run(
-        [sys.executable, "-m", "ner_experiments.data.cli", *args],
-        cwd=str(cwd or REPO_ROOT),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    """``ner-data <args>`` in a subprocess (offline, see tests.helpers.run_script)."""
+    return run_script("ner_experiments.data.cli", *args, cwd=cwd, timeout=300)
 
 
 def ner_data(words_and_tags: dict[str, list[tuple[list[str], list[str]]]], labels=LABELS) -> NerData:
@@ -197,6 +187,15 @@ def test_check_prints_an_aligned_table_and_exits_0(tmp_path):
         in result.stdout
     )
     assert result.stdout.rstrip().endswith("OK: the data can be trained on (3 warnings above)")
+
+
+def test_check_with_a_model_counts_pieces_and_windowed_sentences():
+    result = run_script("ner_experiments.data.cli", "check", "dataset=sample", "model=tiny")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "pieces per sentence (tiny)" in result.stdout
+    # model=tiny reads 64 pieces: the sample's long Bengali news sentences are windowed, in every split
+    row = next(line for line in result.stdout.splitlines() if "split into windows (> 64 pieces)" in line)
+    assert all(int(n) > 0 for n in row.split()[-3:]), row
 
 
 def test_check_a_bad_override_is_one_line_and_exit_2():

@@ -1,6 +1,6 @@
 """``ner-data``: check a data set before training, or write a cleaned copy of it.
 
-    ner-data check dataset=conll_files dataset.data_dir=DIR [--all-lines]
+    ner-data check dataset=conll_files dataset.data_dir=DIR [model=...] [--all-lines]
     ner-data fix dataset=conll_files dataset.data_dir=DIR --out FIXED [--bare-tags=IO|B]
 
 Both take the config overrides train.py takes, composed from the same ``conf/``. Exit codes: 0 the data
@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from ner_experiments.cli import compose_config
 from ner_experiments.config import DatasetConfig
 from ner_experiments.data.check import DataCheckReport, check_data
-from ner_experiments.data.contract import FIX_COMMAND, FIXABLE, SHOWN_PER_KIND, format_problems
+from ner_experiments.data.contract import FIX_COMMAND, FIXABLE, SHOWN_PER_KIND, NerData, format_problems
 from ner_experiments.data.fix import BARE_TAG_MODES, FIX_ACTIONS, fix_files
 from ner_experiments.data.readers import load_ner_data, read_data
 from ner_experiments.errors import ConfigError, NerExperimentError
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets.disable_progress_bars()  # the report is the output
         if command == "fix":
             return run_fix(cfg, options.out, options.bare_tags)
-        return run_check(cfg, options.all_lines)
+        return run_check(cfg, options.all_lines, names_model(options.overrides))
     except NerExperimentError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE if isinstance(err, ConfigError) else EXIT_PROBLEMS
@@ -61,7 +61,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run_check(cfg: DictConfig, all_lines: bool = False) -> int:
+def names_model(overrides: Sequence[str]) -> bool:
+    """True when the overrides choose a model (or an experiment, which does): piece counts are wanted."""
+    return any(o.lstrip("+~").split("=", 1)[0].split(".")[0] in ("model", "experiment") for o in overrides)
+
+
+def run_check(cfg: DictConfig, all_lines: bool = False, with_pieces: bool = False) -> int:
     """``ner-data check``: print the figures, every problem, warning and note; 0 if trainable, else 1."""
     reading = read_data(cfg.dataset, cfg.paths.cache_dir)
     report = check_data(reading.data)
@@ -70,7 +75,8 @@ def run_check(cfg: DictConfig, all_lines: bool = False) -> int:
     notes = reading.notes + ([left_out] if reading.problems else [])
     print(f"data set {cfg.dataset.name}: {reading.data.source}, labels {', '.join(reading.data.label_names)}")
     if report.figures:
-        print(render_table(_figure_rows(report)))
+        rows = _figure_rows(report) + (_piece_rows(cfg, reading.data) if with_pieces else [])
+        print(render_table(rows))
     for title, items in (("warnings", report.warnings), ("notes", notes)):
         if items:
             print(f"\n{title}:\n" + "\n".join(f"  - {item}" for item in items))
@@ -115,6 +121,34 @@ def _figure_rows(report: DataCheckReport) -> list[list[str]]:
     summaries = [length_summary(f.lengths) for f in figures]
     for i, name in enumerate(("min", "median", "95th percentile", "max")):
         rows.append([f"  {name}", *[f"{s[i]:,}" for s in summaries]])
+    return rows
+
+
+def _piece_rows(cfg: DictConfig, data: NerData) -> list[list[str]]:
+    """Sentence lengths in the model's pieces, and how many sentences will be split into windows."""
+    from ner_experiments.features import FeatureSettings
+    from ner_experiments.model import TINY_TOKENIZER_DIR, load_tokenizer, resolve_max_length
+
+    m = cfg.model
+    source = str(TINY_TOKENIZER_DIR) if m.source == "tiny" else str(m.name_or_path)
+    tokenizer = load_tokenizer(source, m.revision, cfg.paths.cache_dir)
+    settings = FeatureSettings.per_split(
+        resolve_max_length(m.max_length, tokenizer), m.window_stride, False, cfg.trainer.train_window_length
+    )
+    pieces = {
+        split: [
+            len(ids)
+            for ids in tokenizer(list(ds["tokens"]), is_split_into_words=True, verbose=False)["input_ids"]
+        ]
+        for split, ds in data.splits.items()
+    }
+    rows = [[f"pieces per sentence ({m.name})", *["" for _ in pieces]]]
+    summaries = [length_summary(lengths) for lengths in pieces.values()]
+    for i, name in enumerate(("min", "median", "95th percentile", "max")):
+        rows.append([f"  {name}", *[f"{s[i]:,}" for s in summaries]])
+    windowed = [sum(n > settings[split].max_length for n in lengths) for split, lengths in pieces.items()]
+    limits = "/".join(sorted({str(settings[split].max_length) for split in pieces}))
+    rows.append([f"  split into windows (> {limits} pieces)", *[f"{n:,}" for n in windowed]])
     return rows
 
 
