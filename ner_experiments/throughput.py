@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-TOTALS_FILE = "throughput_totals.json"
+TOTALS_FILE = "throughput_totals-{rank}.json"
 
 
 @dataclass
@@ -46,6 +46,19 @@ class CountingCollator:
         return batch
 
 
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def _sum_over_processes(counts: BatchCounts) -> BatchCounts:
+    if not torch.distributed.is_initialized():
+        return counts
+    device = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+    values = torch.tensor([counts.samples, counts.real_tokens, counts.padded_tokens], device=device)
+    torch.distributed.all_reduce(values)
+    return BatchCounts(*(int(v) for v in values.tolist()))
+
+
 def wait_for_gpu() -> None:
     """A GPU runs the queued steps after the Python side has moved on: wait for them before reading the clock."""
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -71,18 +84,17 @@ class TrainThroughputCallback(TrainerCallback):
     on_train_begin = on_epoch_begin = on_evaluate = _restart
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Keep the totals so far in the checkpoint, so a resumed run reports totals over all its parts."""
-        if state.is_world_process_zero:
-            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if folder.is_dir():
-                c = self.collator.counts
-                totals = {"seconds": self.seconds, **asdict(c)}
-                (folder / TOTALS_FILE).write_text(json.dumps(totals), encoding="utf-8")
+        """Keep this process's totals so far in the checkpoint, so a resumed run reports totals over all
+        its parts."""
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        totals = {"seconds": self.seconds, **asdict(self.collator.counts)}
+        (folder / TOTALS_FILE.format(rank=_rank())).write_text(json.dumps(totals), encoding="utf-8")
         self._restart()
 
     def resume_from(self, checkpoint: str | None) -> None:
-        """Start from the totals kept in ``checkpoint`` (none: from zero)."""
-        path = Path(checkpoint) / TOTALS_FILE if checkpoint else None
+        """Start from this process's totals kept in ``checkpoint`` (none: from zero)."""
+        path = Path(checkpoint) / TOTALS_FILE.format(rank=_rank()) if checkpoint else None
         if path is None or not path.is_file():
             return
         totals = json.loads(path.read_text(encoding="utf-8"))
@@ -107,7 +119,8 @@ class TrainThroughputCallback(TrainerCallback):
         self._mark = None
 
     def summary(self) -> dict[str, Any]:
-        c = self.collator.counts
+        """Totals over all processes (each counts its own batches) and all parts of a resumed run."""
+        c = _sum_over_processes(self.collator.counts)
         per_s = (lambda n: round(n / self.seconds, 2)) if self.seconds > 0 else (lambda n: None)
         return {
             "train_seconds": round(self.seconds, 2),
