@@ -80,7 +80,7 @@ def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # a minute or two on an idle machine, far longer on a busy shared one
+@pytest.mark.timeout(1800)  # the whole demo: a busy shared machine can slow it down many times
 def test_quick_demo_shows_differing_nonzero_scores_and_a_pruned_trial(tmp_path):
     # The documented demo, as is: python train.py -m sweep=quick experiment=quickstart
     command = [
