@@ -35,6 +35,15 @@ def _quiet_libraries() -> None:
         pass
 
 
+def _main(parser: argparse.ArgumentParser, fn: Callable[[argparse.Namespace], int], argv: Any) -> int:
+    """Parse, run ``fn``, print a user error as one line; exit with the code when run as a script."""
+    args = parser.parse_args(argv)
+    code = _run(fn, args)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
 def _run(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
@@ -116,11 +125,7 @@ def _publish(args: argparse.Namespace, api: Any = None) -> int:
 
 def publish_main(argv: Sequence[str] | None = None, api: Any = None) -> int:
     """``ner-publish RUN_DIR --repo-id ID [--private] [--dry-run]``."""
-    args = build_publish_parser().parse_args(argv)
-    code = _run(lambda a: _publish(a, api), args)
-    if argv is None:
-        sys.exit(code)
-    return code
+    return _main(build_publish_parser(), lambda a: _publish(a, api), argv)
 
 
 # --- ner-predict -----------------------------------------------------------------------------------
@@ -215,11 +220,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def predict_main(argv: Sequence[str] | None = None) -> int:
     """``ner-predict --model PATH_OR_ID TEXT... | --input FILE``."""
-    args = build_predict_parser().parse_args(argv)
-    code = _run(_predict, args)
-    if argv is None:
-        sys.exit(code)
-    return code
+    return _main(build_predict_parser(), _predict, argv)
 
 
 # --- ner-evaluate ----------------------------------------------------------------------------------
@@ -263,8 +264,4 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     """``ner-evaluate --model PATH_OR_ID [--split test] [dataset=... overrides]``."""
-    args = build_evaluate_parser().parse_args(argv)
-    code = _run(_evaluate, args)
-    if argv is None:
-        sys.exit(code)
-    return code
+    return _main(build_evaluate_parser(), _evaluate, argv)
