@@ -28,6 +28,7 @@ def test_multirun_completes_and_best_json_matches_storage(tmp_path):
     assert best["best_trial"] == study.best_trial.number
     assert best["best_value"] == pytest.approx(study.best_value)
     assert best["best_params"] == study.best_trial.params
+    assert best["best_user_attrs"]["output_dir"].startswith(str(sweep_dir))  # where the best model is
     rows = list(csv.DictReader(open(sweep_dir / "trials.csv")))
     assert [r["state"] for r in rows] == ["COMPLETE"] * 3
     assert {"number", "value", "duration_s", "trainer.learning_rate", "trainer.num_train_epochs"} <= set(

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper import NerOptunaSweeper
 from ner_experiments.cli import CONFIG_DIR
-from ner_experiments.sweeping.samplers import build_pruner, build_sampler
 from ner_experiments.sweeping.search_space import parse_search_space
+from ner_experiments.sweeping.study import build_pruner, build_sampler
 
 SWEEPER = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
 

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hydra_plugins.ner_optuna_sweeper.config import PrunerConf, SamplerConf
 from ner_experiments.errors import ConfigError
-from ner_experiments.sweeping.samplers import (
+from ner_experiments.sweeping.search_space import SweepConfigError, parse_search_space, trial_overrides
+from ner_experiments.sweeping.study import (
     build_pruner,
     build_sampler,
     grid_size,
+    load_or_create_study,
+    open_storage,
     pruner_from_json,
-    pruner_to_json,
+    redact_url,
 )
-from ner_experiments.sweeping.search_space import SweepConfigError, parse_search_space, trial_overrides
-from ner_experiments.sweeping.storage import load_or_create_study, open_storage, redact_url
 
 
 def test_syntax_of_hydra_optuna_sweeper_is_parsed_with_int_and_float_inferred():
@@ -130,7 +133,7 @@ def test_only_the_chosen_pruners_options_are_used_and_the_study_stores_them():
     conf = PrunerConf(
         "successive_halving", median={"n_startup_trials": 3}, successive_halving={"min_resource": 2}
     )
-    stored = pruner_to_json(conf)
+    stored = dataclasses.asdict(conf)  # as the sweeper stores it in the study
     assert stored["name"] == "successive_halving" and stored["successive_halving"] == {"min_resource": 2}
     rebuilt = pruner_from_json(stored)
     assert isinstance(rebuilt, optuna.pruners.SuccessiveHalvingPruner) and rebuilt._min_resource == 2
@@ -140,23 +143,19 @@ def test_only_the_chosen_pruners_options_are_used_and_the_study_stores_them():
 def test_study_reused_with_other_direction_or_space_is_refused(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path / 's.db'}")
     space = parse_search_space({"x": "interval(0.0, 1.0)"})
-    nop, spec = optuna.pruners.NopPruner(), pruner_to_json(PrunerConf("none"))
-    study, resumed = load_or_create_study(
-        storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec
-    )
+    pruner = PrunerConf("none")
+    study, resumed = load_or_create_study(storage, "s", "maximize", space, pruner)
     assert not resumed
-    _, resumed = load_or_create_study(
-        storage, "s", "maximize", space, optuna.samplers.RandomSampler(), nop, spec
-    )
+    _, resumed = load_or_create_study(storage, "s", "maximize", space, pruner)
     assert resumed
     with pytest.raises(
         SweepConfigError,
         match="direction=maximize, not minimize: pick a new name with hydra.sweeper.study_name",
     ):
-        load_or_create_study(storage, "s", "minimize", space, optuna.samplers.RandomSampler(), nop, spec)
+        load_or_create_study(storage, "s", "minimize", space, pruner)
     other = parse_search_space({"x": "interval(0.0, 2.0)"})
     with pytest.raises(SweepConfigError, match=r"different search space \(changed: x\): pick a new name"):
-        load_or_create_study(storage, "s", "maximize", other, optuna.samplers.RandomSampler(), nop, spec)
+        load_or_create_study(storage, "s", "maximize", other, pruner)
 
 
 def test_unreachable_storage_says_so_and_writes_nothing(tmp_path):

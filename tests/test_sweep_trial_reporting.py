@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from omegaconf import OmegaConf
 from transformers import TrainerControl, TrainerState
 
 from hydra_plugins.ner_optuna_sweeper.config import PrunerConf
-from ner_experiments.sweeping.samplers import pruner_to_json
 from ner_experiments.sweeping.trial_reporting import (
     build_trial_callback,
     objective_metric_key,
@@ -41,7 +42,7 @@ def test_callback_reports_each_evaluation_and_stops_a_pruned_trial(tmp_path):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     median = PrunerConf("median", median={"n_startup_trials": 1, "n_warmup_steps": 0})
-    study.set_user_attr("pruner", pruner_to_json(median))  # as the sweeper stores it
+    study.set_user_attr("pruner", dataclasses.asdict(median))  # as the sweeper stores it
     best = study.ask()
     for step in (10, 20):
         best.report(0.9, step)

@@ -12,8 +12,7 @@ import optuna
 import pytest
 
 from ner_experiments.config import LoggerConfig
-from ner_experiments.sweeping.results import write_results
-from ner_experiments.sweeping.wandb_summary import log_sweep_summary
+from ner_experiments.sweeping.results import log_sweep_summary, write_results
 from ner_experiments.tracking import Tracker, resolve_wandb_mode
 
 API_KEY = "0123456789abcdef0123456789abcdef01234567"
@@ -111,8 +110,7 @@ def test_trial_runs_and_the_summary_run_follow_the_same_rule_and_never_hold_the_
     study = optuna.create_study(study_name="s", direction="maximize")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     summary = write_results(study, tmp_path / "sweep", plots=False)
-    sweep_config = types.SimpleNamespace(logger={"mode": "auto", "project": "p", "entity": None})
-    log_sweep_summary(study, sweep_config, tmp_path / "sweep", summary)
+    log_sweep_summary(study, {"mode": "auto", "project": "p", "entity": None}, tmp_path / "sweep", summary)
 
     assert [init["mode"] for init in fake.inits] == ["online", "online"]  # the netrc login counts for both
     assert API_KEY not in repr(fake.inits) and API_KEY not in caplog.text

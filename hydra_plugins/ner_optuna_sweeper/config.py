@@ -1,7 +1,4 @@
-"""The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper, registered as ``hydra/sweeper=ner_optuna``.
-
-This is their only declaration: the sweep loop (:mod:`ner_experiments.sweeping`) takes a
-:class:`NerOptunaSweeperConf` as is.
+"""The ``hydra.sweeper`` settings of the ``ner_optuna`` sweeper: their one declaration (docs/sweeps.md).
 
 OmegaConf reads these annotations at runtime: keep ``typing`` forms and no ``from __future__ import annotations``
 (Hydra's plugin scan loads this module in a way that breaks dataclasses with postponed annotations).
@@ -18,8 +15,8 @@ from hydra.core.config_store import ConfigStore
 class SamplerConf:
     name: str = "tpe"  # tpe | random | grid | cmaes
     seed: Optional[int] = 42
-    # Constructor options of each sampler, e.g. tpe.n_startup_trials. Only the chosen sampler's are
-    # used, so switching `name` on the command line needs no clean-up of another sampler's options.
+    # Constructor options of each sampler; only the chosen one's are used, so switching `name` on the
+    # command line needs no clean-up of another sampler's options. The same holds for pruners.
     tpe: Dict[str, Any] = field(default_factory=dict)
     random: Dict[str, Any] = field(default_factory=dict)
     grid: Dict[str, Any] = field(default_factory=dict)
@@ -29,7 +26,6 @@ class SamplerConf:
 @dataclass
 class PrunerConf:
     name: str = "median"  # median | hyperband | successive_halving | none
-    # Constructor options of each pruner, e.g. median.n_startup_trials; only the chosen pruner's are used.
     median: Dict[str, Any] = field(default_factory=dict)
     hyperband: Dict[str, Any] = field(default_factory=dict)
     successive_halving: Dict[str, Any] = field(default_factory=dict)
@@ -38,19 +34,15 @@ class PrunerConf:
 @dataclass
 class NerOptunaSweeperConf:
     _target_: str = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
-    # The study to create or resume; null = the job name (``train``). Re-running resumes it.
-    study_name: Optional[str] = None
+    study_name: Optional[str] = None  # null = the job name
     direction: str = "maximize"  # maximize | minimize (the task function's return value)
-    # SQLAlchemy URL shared by all workers, e.g. postgresql+psycopg://user:pw@host/optuna.
-    # null = sqlite file <storage_dir>/<study_name>.db
-    storage: Optional[str] = None
-    storage_dir: Optional[str] = None  # null = <paths.output_dir>/optuna (or outputs/optuna)
+    storage: Optional[str] = None  # SQLAlchemy URL; null = sqlite file <storage_dir>/<study_name>.db
+    storage_dir: Optional[str] = None  # null = <paths.output_dir>/optuna
     n_trials: int = 20  # COMPLETE or PRUNED trials the study should end with
-    n_jobs: int = 1  # trials launched at a time (run in parallel by the joblib/submitit launchers)
+    n_jobs: int = 1  # trials launched at a time
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)
-    # Search space and fixed overrides, hydra-optuna-sweeper syntax (see docs/sweeps.md)
-    params: Dict[str, Any] = field(default_factory=dict)
+    params: Dict[str, Any] = field(default_factory=dict)  # search space and fixed overrides
     heartbeat_interval: Optional[int] = 10  # seconds; null turns dead-trial detection off
     grace_period: Optional[int] = 60  # a RUNNING trial without a heartbeat for this long is dead
     max_retry: Optional[int] = 3  # times a dead trial is queued again

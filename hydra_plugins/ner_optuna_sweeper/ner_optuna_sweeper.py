@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
 from typing import Any
 
 from hydra.core.plugins import Plugins
@@ -25,9 +24,6 @@ class NerOptunaSweeper(Sweeper):
         # Hydra hands over the resolved ``hydra.sweeper`` node; typed back into its one declaration.
         merged = OmegaConf.merge(OmegaConf.structured(NerOptunaSweeperConf), settings)
         self.settings: NerOptunaSweeperConf = OmegaConf.to_object(merged)  # type: ignore[assignment]
-        self.config: DictConfig | None = None
-        self.launcher: Any = None
-        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -38,9 +34,9 @@ class NerOptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from ner_experiments.errors import NerExperimentError
-        from ner_experiments.sweeping.sweep_loop import run_sweep
+        from ner_experiments.sweeping.study import open_sweep_study
+        from ner_experiments.sweeping.sweep_loop import SweepLoop
 
-        assert self.config is not None
         output_dir = OmegaConf.select(self.config, "paths.output_dir", default="outputs")
         settings = dataclasses.replace(
             self.settings,
@@ -48,12 +44,10 @@ class NerOptunaSweeper(Sweeper):
             storage_dir=self.settings.storage_dir or f"{output_dir}/optuna",
         )
         try:
-            return run_sweep(settings, self.launcher, self.config, arguments, self._validate_batch)
+            sweep = open_sweep_study(settings, arguments, self.validate_batch_is_legal)
+            return SweepLoop(settings, sweep, self.launcher, self.config).run()
         except NerExperimentError as e:
             # Hydra would print a stack trace; the user needs one line and a non-zero exit.
             log.error("%s", e)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(e.exit_code)
-
-    def _validate_batch(self, batch: Sequence[Sequence[str]]) -> None:
-        self.validate_batch_is_legal(batch)

@@ -49,10 +49,10 @@ def main(cfg: DictConfig) -> float:
         time.sleep(float(cfg.sim.epoch_seconds))
         step += int(cfg.sim.steps_per_epoch)
         value = simulated_objective(cfg, epoch)
-        if reporter is not None and reporter.report(value, step, float(epoch)):
+        if reporter is not None and reporter.report(value, step):
             break
     if reporter is not None:
-        reporter.finish(step, float(epoch))
+        reporter.finish(step)
         reporter.raise_if_stopped()
     with open(out / "trained.log", "a") as f:
         gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-")
