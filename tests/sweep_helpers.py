@@ -2,43 +2,38 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import optuna
 
-REPO = Path(__file__).resolve().parents[1]
-SWEEP_APP = REPO / "tests" / "sweep_app" / "app.py"
+from tests.helpers import REPO_ROOT, run_script, script_command, script_env
+
+SWEEP_APP = REPO_ROOT / "tests" / "sweep_app" / "app.py"
+# Sweeps log W&B offline (the summary run is tested) and see every CPU as a worker would.
+SWEEP_ENV = {
+    "WANDB_MODE": "offline",
+    "HYDRA_FULL_ERROR": "0",
+    "PYTHONUNBUFFERED": "1",
+    "CUDA_VISIBLE_DEVICES": None,
+}
 
 
 def sweep_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    )
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
+    return script_env(SWEEP_ENV)
 
 
 def app_command(out: Path, *overrides: str) -> list[str]:
     """The stand-in app as a multirun, with the repository's presets (``sweep=...``) on its search path."""
-    search_path = f"hydra.searchpath=[file://{REPO / 'conf'}]"
-    return [sys.executable, str(SWEEP_APP), "-m", search_path, f"paths.output_dir={out}", *overrides]
+    search_path = f"hydra.searchpath=[file://{REPO_ROOT / 'conf'}]"
+    return script_command(SWEEP_APP, "-m", search_path, f"paths.output_dir={out}", *overrides)
 
 
 def run_app(out: Path, *overrides: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the stand-in app as a multirun with ``overrides``; outputs under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        app_command(out, *overrides),
-        cwd=out,
-        env=sweep_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command = app_command(out, *overrides)
+    return run_script(command[1], *command[2:], env=SWEEP_ENV, cwd=out, timeout=timeout)
 
 
 def run_two_workers(out: Path, *overrides: str, timeout: float = 180) -> None:

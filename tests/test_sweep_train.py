@@ -6,26 +6,25 @@ import contextlib
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.sweep_helpers import REPO, sweep_env
+from tests.helpers import TRAIN_PY, run_script, script_command
+from tests.sweep_helpers import SWEEP_ENV, sweep_env
 
 QUICK = "quick-tiny-sample_bn"
 
 
 def run_train_sweep(out, *overrides: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     out.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable, str(REPO / "train.py"), "-m", "sweep=quick", "experiment=quickstart",
+    return run_script(
+        TRAIN_PY, "-m", "sweep=quick", "experiment=quickstart",
         f"paths.output_dir={out}", "dataset.max_train_samples=64", "dataset.max_eval_samples=32",
-        "hydra.sweeper.plots=false", *overrides,
-    ]  # fmt: skip
-    return subprocess.run(command, cwd=out, env=sweep_env(), capture_output=True, text=True, timeout=timeout)
+        "hydra.sweeper.plots=false", *overrides, env=SWEEP_ENV, cwd=out, timeout=timeout,
+    )  # fmt: skip
 
 
 def load_quick(out) -> optuna.Study:
@@ -83,12 +82,15 @@ def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_pat
 @pytest.mark.timeout(1800)  # the whole demo: a busy shared machine can slow it down many times
 def test_quick_demo_shows_differing_nonzero_scores_and_a_pruned_trial(tmp_path):
     # The documented demo, as is: python train.py -m sweep=quick experiment=quickstart
-    command = [
-        sys.executable, str(REPO / "train.py"), "-m", "sweep=quick", "experiment=quickstart",
+    proc = run_script(
+        TRAIN_PY,
+        "-m",
+        "sweep=quick",
+        "experiment=quickstart",
         f"paths.output_dir={tmp_path}",
-    ]  # fmt: skip
-    proc = subprocess.run(
-        command, cwd=tmp_path, env=sweep_env(), capture_output=True, text=True, timeout=1800
+        env=SWEEP_ENV,
+        cwd=tmp_path,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_quick(tmp_path)
@@ -117,11 +119,11 @@ def test_killed_train_py_sweep_resumes_and_retries_the_dead_trial(tmp_path):
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=5",
     ]
-    command = [
-        sys.executable, str(REPO / "train.py"), "-m", "sweep=quick", "experiment=quickstart",
+    command = script_command(
+        TRAIN_PY, "-m", "sweep=quick", "experiment=quickstart",
         f"paths.output_dir={tmp_path}", "dataset.max_train_samples=64", "dataset.max_eval_samples=32",
         "hydra.sweeper.plots=false", *overrides,
-    ]  # fmt: skip
+    )  # fmt: skip
     sweep = subprocess.Popen(
         command, cwd=tmp_path, env=sweep_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
