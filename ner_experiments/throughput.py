@@ -9,6 +9,7 @@ batches held, so the share of computation spent on padding is visible.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,16 +82,18 @@ class TrainThroughputCallback(TrainerCallback):
         self.collator.active = True
         self._mark = time.perf_counter()
 
-    on_train_begin = on_epoch_begin = on_evaluate = _restart
+    on_train_begin = on_epoch_begin = on_evaluate = on_save = _restart
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Keep this process's totals so far in the checkpoint, so a resumed run reports totals over all
-        its parts."""
+    def _keep_totals(self, args: Any, state: Any) -> None:
+        """Write this process's totals into the checkpoint about to be saved, before the Trainer writes
+        it (so a checkpoint complete enough to resume from has them): a resumed run reports totals."""
         folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
-        totals = {"seconds": self.seconds, **asdict(self.collator.counts)}
-        (folder / TOTALS_FILE.format(rank=_rank())).write_text(json.dumps(totals), encoding="utf-8")
-        self._restart()
+        path = folder / TOTALS_FILE.format(rank=_rank())
+        path.with_suffix(".tmp").write_text(
+            json.dumps({"seconds": self.seconds, **asdict(self.collator.counts)})
+        )
+        os.replace(path.with_suffix(".tmp"), path)
 
     def resume_from(self, checkpoint: str | None) -> None:
         """Start from this process's totals kept in ``checkpoint`` (none: from zero)."""
@@ -110,6 +113,8 @@ class TrainThroughputCallback(TrainerCallback):
         self._mark = now
         if control.should_evaluate:
             self.collator.active = False
+        if control.should_save:
+            self._keep_totals(args, state)
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.collator.active = False
@@ -117,6 +122,8 @@ class TrainThroughputCallback(TrainerCallback):
             wait_for_gpu()
             self.seconds += time.perf_counter() - self._mark
         self._mark = None
+        if control.should_save:
+            self._keep_totals(args, state)
 
     def summary(self) -> dict[str, Any]:
         """Totals over all processes (each counts its own batches) and all parts of a resumed run."""
