@@ -155,14 +155,15 @@ def build_features(
             feature_builder = FeatureBuilder(tokenizer, split_settings, b_to_i_label_ids(data.label_names))
             out[split] = _map(ds, feature_builder, split, path)
         report.sentences += len(ds)
-        _log_windowed(split, out[split], len(ds), split_settings.max_length)
+        windowed = count_split_sentences(out[split])
+        if windowed:
+            n, width = len(ds), split_settings.max_length
+            log.info(
+                "%s: %d of %d sentences are over %d pieces: split into windows", split, windowed, n, width
+            )
     report.seconds = time.perf_counter() - start
-    log.info(
-        "Features for %d sentences in %.2f s (cache: %s)",
-        report.sentences,
-        report.seconds,
-        ", ".join(f"{k} {v}" for k, v in report.splits.items()),
-    )
+    cache = ", ".join(f"{k} {v}" for k, v in report.splits.items())
+    log.info("Features for %d sentences in %.2f s (cache: %s)", report.sentences, report.seconds, cache)
     return out, report
 
 
@@ -179,15 +180,3 @@ def _map(ds: Dataset, feature_builder: FeatureBuilder, split: str, path: Path | 
         desc=f"tokenize {split}",
         **cache,
     )
-
-
-def _log_windowed(split: str, features: Dataset, n_sentences: int, max_length: int) -> None:
-    n_split = count_split_sentences(features)
-    if n_split:
-        log.info(
-            "%s: %d of %d sentences are longer than %d pieces and were split into overlapping windows",
-            split,
-            n_split,
-            n_sentences,
-            max_length,
-        )

@@ -92,14 +92,9 @@ class NerTrainer(Trainer):
         metrics = self.score("validation")
         seconds = time.perf_counter() - start
         self.eval_history[self.state.global_step] = (metrics, seconds)
-        log.info(
-            "epoch %.2f step %d: validation F1 %.4f (precision %.4f, recall %.4f)",
-            self.state.epoch or 0.0,
-            self.state.global_step,
-            metrics["overall_f1"],
-            metrics["overall_precision"],
-            metrics["overall_recall"],
-        )
+        f1, precision, recall = (metrics[f"overall_{k}"] for k in ("f1", "precision", "recall"))
+        where = f"epoch {self.state.epoch or 0.0:.2f} step {self.state.global_step}"
+        log.info("%s: validation F1 %.4f (precision %.4f, recall %.4f)", where, f1, precision, recall)
         flat = flatten_metrics(metrics, metric_key_prefix)
         flat[f"{metric_key_prefix}_runtime"] = round(seconds, 4)
         self.log(flat)
