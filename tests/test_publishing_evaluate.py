@@ -11,7 +11,7 @@ from ner_experiments.errors import DataError
 from ner_experiments.publishing.cli import evaluate_main
 from ner_experiments.publishing.confusion import entity_confusion
 from ner_experiments.publishing.evaluate import evaluate_saved_model
-from tests.helpers import make_conll_dir, sample_sentences, snapshot
+from tests.helpers import make_conll_dir, only_run_dir, run_train, sample_sentences, snapshot
 
 
 def test_scores_equal_the_training_runs_test_scores(tiny_run: Path, tmp_path: Path) -> None:
@@ -56,6 +56,27 @@ def test_cli_validation_scores_equal_the_runs_metrics_exactly(tiny_run: Path, tm
     assert evaluate_main(["--model", str(tiny_run), "--split", "validation", "--output-dir", str(out)]) == 0
     trained = json.loads((tiny_run / "metrics.json").read_text())
     assert json.loads((out / "metrics.json").read_text())["validation"] == trained["validation"]
+
+
+def test_a_bf16_run_records_the_scores_ner_evaluate_gives(tmp_path: Path) -> None:
+    """Training in bf16 autocast (trainer=fast on CPUs with AVX512-BF16/AMX) still scores in fp32, as the
+    model is saved: ner-evaluate reproduces the run's validation scores exactly."""
+    out = tmp_path / "out"
+    result = run_train(
+        "experiment=quickstart",
+        "trainer.num_train_epochs=1",
+        "trainer.precision=bf16",
+        "dataset.max_eval_samples=20",
+        f"paths.output_dir={out}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = only_run_dir(out)
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    assert trained["run"]["precision"] == "bf16"
+    scored = tmp_path / "scored"
+    assert evaluate_main(["--model", str(run_dir), "--split", "validation", "--output-dir", str(scored)]) == 0
+    assert json.loads((scored / "metrics.json").read_text())["validation"] == trained["validation"]
 
 
 def test_default_output_dir_is_inside_the_run_and_never_overwritten(run_copy: Path) -> None:
