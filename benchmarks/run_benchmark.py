@@ -161,15 +161,11 @@ def preprocessing_inputs(overrides: list[str]) -> tuple[Any, Any, dict]:
     from ner_experiments.cli import compose_config
     from ner_experiments.data.readers import load_ner_data
     from ner_experiments.features import FeatureSettings
-    from ner_experiments.model import load_tokenizer, resolve_max_length
+    from ner_experiments.model import configured_tokenizer
 
     cfg = compose_config(overrides)
-    tokenizer = load_tokenizer(cfg.model.name_or_path)
-    model_config = AutoConfig.from_pretrained(cfg.model.name_or_path)
-    max_length = resolve_max_length(cfg.model.max_length, tokenizer, model_config)
-    settings = FeatureSettings.per_split(
-        max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.trainer.train_window_length
-    )
+    tokenizer = configured_tokenizer(cfg.model)
+    settings = FeatureSettings.for_run(cfg, tokenizer, AutoConfig.from_pretrained(cfg.model.name_or_path))
     return load_ner_data(cfg.dataset, cfg.paths.cache_dir), tokenizer, settings
 
 

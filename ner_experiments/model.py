@@ -74,6 +74,13 @@ def load_tokenizer(source: str, revision: str | None = None, cache_dir: str | No
     return tokenizer
 
 
+def configured_tokenizer(cfg: ModelConfig, cache_dir: str | None = None) -> Any:
+    """The tokenizer of the configured model (``model=tiny``: the one shipped with the sample data)."""
+    if cfg.source == "tiny":
+        return load_tokenizer(str(TINY_TOKENIZER_DIR))
+    return load_tokenizer(str(cfg.name_or_path), cfg.revision, cache_dir)
+
+
 def load_for_training(
     cfg: ModelConfig, label_names: list[str], cache_dir: str | None = None
 ) -> tuple[Any, Any]:
@@ -81,11 +88,10 @@ def load_for_training(
     from transformers import AutoConfig, AutoModelForTokenClassification
 
     labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
+    tokenizer = configured_tokenizer(cfg, cache_dir)
     if cfg.source == "tiny":
-        tokenizer = load_tokenizer(str(TINY_TOKENIZER_DIR))
         return tokenizer, _tiny_model(cfg, len(tokenizer), labels)
     source = str(cfg.name_or_path)
-    tokenizer = load_tokenizer(source, cfg.revision, cache_dir)
     config = from_pretrained(
         AutoConfig,
         source,

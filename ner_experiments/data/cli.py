@@ -127,14 +127,10 @@ def _figure_rows(report: DataCheckReport) -> list[list[str]]:
 def _piece_rows(cfg: DictConfig, data: NerData) -> list[list[str]]:
     """Sentence lengths in the model's pieces, and how many sentences will be split into windows."""
     from ner_experiments.features import FeatureSettings
-    from ner_experiments.model import TINY_TOKENIZER_DIR, load_tokenizer, resolve_max_length
+    from ner_experiments.model import configured_tokenizer
 
-    m = cfg.model
-    source = str(TINY_TOKENIZER_DIR) if m.source == "tiny" else str(m.name_or_path)
-    tokenizer = load_tokenizer(source, m.revision, cfg.paths.cache_dir)
-    settings = FeatureSettings.per_split(
-        resolve_max_length(m.max_length, tokenizer), m.window_stride, False, cfg.trainer.train_window_length
-    )
+    tokenizer = configured_tokenizer(cfg.model, cfg.paths.cache_dir)
+    settings = FeatureSettings.for_run(cfg, tokenizer)
     pieces = {
         split: [
             len(ids)
@@ -142,7 +138,7 @@ def _piece_rows(cfg: DictConfig, data: NerData) -> list[list[str]]:
         ]
         for split, ds in data.splits.items()
     }
-    rows = [[f"pieces per sentence ({m.name})", *["" for _ in pieces]]]
+    rows = [[f"pieces per sentence ({cfg.model.name})", *["" for _ in pieces]]]
     summaries = [length_summary(lengths) for lengths in pieces.values()]
     for i, name in enumerate(("min", "median", "95th percentile", "max")):
         rows.append([f"  {name}", *[f"{s[i]:,}" for s in summaries]])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ner_experiments.features.windows import plan_windows
+from ner_experiments.model import resolve_max_length
 
 IGNORE = -100
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -29,6 +30,14 @@ class FeatureSettings:
     max_length: int
     stride: int
     label_all_subwords: bool = False  # continuation pieces get the word's I- tag (training only)
+
+    @classmethod
+    def for_run(cls, cfg: Any, tokenizer: Any, model_config: Any = None) -> dict[str, FeatureSettings]:
+        """Each split's settings as a run's config sets them (``model.max_length``, ``model.window_stride``,
+        ``label_all_subwords``, ``trainer.train_window_length``), within what the model accepts."""
+        max_length = resolve_max_length(cfg.model.max_length, tokenizer, model_config)
+        stride, window = cfg.model.window_stride, cfg.trainer.train_window_length
+        return cls.per_split(max_length, stride, cfg.label_all_subwords, window)
 
     @classmethod
     def per_split(

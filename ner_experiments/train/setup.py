@@ -26,7 +26,6 @@ from ner_experiments.features.build import (
     read_columns,
 )
 from ner_experiments.hardware import configure_torch_for_speed, resolve_precision
-from ner_experiments.model import resolve_max_length
 from ner_experiments.run_dirs import find_run_to_resume, latest_checkpoint, log_to_run_dir
 from ner_experiments.train.trainer import EvalSet
 
@@ -136,10 +135,7 @@ class RunFeatures:
 
 def prepare_features(cfg: DictConfig, data: NerData, tokenizer: Any, model: Any) -> RunFeatures:
     """Features of every split (cached), with the lengths the model and ``trainer`` settings allow."""
-    max_length = resolve_max_length(cfg.model.max_length, tokenizer, model.config)
-    settings = FeatureSettings.per_split(
-        max_length, cfg.model.window_stride, cfg.label_all_subwords, cfg.trainer.train_window_length
-    )
+    settings = FeatureSettings.for_run(cfg, tokenizer, model.config)
     features, report = build_features(data, tokenizer, settings, cfg.paths.cache_dir)
     eval_sets = {
         split: EvalSet(features[split], read_columns(data.splits[split], ["tags"])["tags"])
