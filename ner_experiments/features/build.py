@@ -39,6 +39,7 @@ class FeatureBuildReport:
     seconds: float = 0.0
     sentences: int = 0
     splits: dict[str, str] = field(default_factory=dict)  # split -> "hit" | "miss" | "uncached"
+    windowed: dict[str, int] = field(default_factory=dict)  # split -> sentences split into windows
     cache_dir: str | None = None
 
     @property
@@ -155,7 +156,7 @@ def build_features(
             feature_builder = FeatureBuilder(tokenizer, split_settings, b_to_i_label_ids(data.label_names))
             out[split] = _map(ds, feature_builder, split, path)
         report.sentences += len(ds)
-        windowed = count_split_sentences(out[split])
+        windowed = report.windowed[split] = count_split_sentences(out[split])
         if windowed:
             n, width = len(ds), split_settings.max_length
             log.info(

@@ -87,7 +87,7 @@ def evaluate_run(
         "epochs": state.epoch,
         "best_checkpoint": state.best_model_checkpoint,
         "num_sentences": len(data.splits["train"]),
-        "sentences_split": features.windowed_train_sentences,
+        "sentences_split": features.report.windowed["train"],
     }
     speed = {
         "features": features.report.as_dict(),

@@ -22,7 +22,6 @@ from ner_experiments.features import FeatureSettings
 from ner_experiments.features.build import (
     FeatureBuildReport,
     build_features,
-    count_split_sentences,
     read_columns,
 )
 from ner_experiments.hardware import configure_torch_for_speed, resolve_precision
@@ -130,7 +129,6 @@ class RunFeatures:
     eval_sets: dict[str, EvalSet]
     settings: dict[str, FeatureSettings]
     report: FeatureBuildReport
-    windowed_train_sentences: int
 
 
 def prepare_features(cfg: DictConfig, data: NerData, tokenizer: Any, model: Any) -> RunFeatures:
@@ -143,6 +141,4 @@ def prepare_features(cfg: DictConfig, data: NerData, tokenizer: Any, model: Any)
     }
     train = features["train"]
     columns = [c for c in TRAIN_COLUMNS if c in train.column_names]
-    return RunFeatures(
-        train.select_columns(columns), eval_sets, settings, report, count_split_sentences(train)
-    )
+    return RunFeatures(train.select_columns(columns), eval_sets, settings, report)
