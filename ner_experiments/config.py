@@ -133,6 +133,7 @@ class LoggerConfig:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     mode: str = "auto"  # auto | online | offline | disabled
+    job_type: str | None = None  # W&B job type; a sweep sets trial or confirm
 
 
 @dataclass

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
 WANDB_MODES: tuple[WandbMode, ...] = ("online", "offline", "disabled")
+BEST_METRIC = "eval/overall_f1"  # a run's summary shows its best value and the epoch it was reached
 SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
 
 
@@ -102,11 +103,13 @@ class Tracker:
             name=self.run_name,
             group=self.cfg.group,
             tags=self.tags or None,
+            job_type=self.cfg.job_type,
             config=self.config,
             dir=str(self.run_dir),
             mode=mode,
             reinit="finish_previous",
         )
+        self.wandb_run.define_metric(BEST_METRIC, summary="max")
         if mode == "offline":
             log.warning(
                 "W&B: no credentials found (WANDB_API_KEY or `wandb login`), logging offline to %s. "
@@ -130,10 +133,32 @@ class Tracker:
             for key, value in values.items():
                 self.wandb_run.summary[key] = value
 
-    def finish(self, failed: bool = False) -> None:
-        """Close the W&B run (called in ``finally``), marking it failed when the run raised."""
+    def finish(
+        self, failed: bool = False, state: str | None = None, log_history: list[dict] | None = None
+    ) -> None:
+        """Close the W&B run (called in ``finally``), with a non-zero exit code only when the run failed.
+
+        ``state`` (finished | pruned | failed) goes into the summary as ``state``; from the Trainer's
+        ``log_history`` the summary gets ``best/eval_overall_f1`` and ``best/epoch`` where it was reached.
+        """
         if self.wandb_run is not None:
+            try:
+                self.summary(
+                    {"state": state or ("failed" if failed else "finished"), **best_evaluation(log_history)}
+                )
+            except Exception as e:  # never lose the run's exit over its summary
+                log.warning("could not write the W&B run's summary: %s", e)
             try:
                 self.wandb_run.finish(exit_code=1 if failed else 0)
             finally:
                 self.wandb_run = None
+
+
+def best_evaluation(log_history: list[dict] | None) -> dict[str, Any]:
+    """``best/eval_overall_f1`` and ``best/epoch`` (the first evaluation reaching it) from a Trainer's log."""
+    key = "eval_" + BEST_METRIC.partition("/")[2]
+    evaluations = [e for e in log_history or [] if isinstance(e.get(key), (int, float))]
+    if not evaluations:
+        return {}
+    best = max(evaluations, key=lambda e: e[key])  # max keeps the first of equal scores
+    return {f"best/{key}": best[key], "best/epoch": best.get("epoch")}

@@ -34,13 +34,12 @@ def test_multirun_completes_and_best_json_matches_storage(tmp_path):
     assert {"number", "value", "duration_s", "trainer.learning_rate", "trainer.num_train_epochs"} <= set(
         rows[0]
     )
-    for plot in (
-        "optimization_history",
-        "param_importances",
-        "objective_vs_learning_rate",
-        "objective_vs_num_train_epochs",
-    ):
+    for plot in ("optimization_history", "objective_vs_learning_rate", "objective_vs_num_train_epochs"):
         assert (sweep_dir / f"{plot}.png").stat().st_size > 1000, plot
+    # Importances from 3 trials would be noise: skipped, and the log says why.
+    assert not (sweep_dir / "param_importances.png").exists()
+    assert "plot param_importances skipped: 3 COMPLETE trials, it needs 10" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in sweep_dir.glob("trial-*")) == ["trial-0", "trial-1", "trial-2"]
     assert f"best trial {study.best_trial.number}" in proc.stdout
     # Each trial got the study's coordinates and its W&B grouping/naming overrides.
     lines = (tmp_path / "trained.log").read_text().splitlines()
@@ -82,7 +81,13 @@ def test_pruned_trials_stop_early_and_are_stored_pruned(tmp_path):
 
 def test_preset_pruner_is_switched_off_on_the_command_line(tmp_path):
     # The documented command: the preset's median options stay in the config, unused.
-    proc = run_app(tmp_path, "sweep=lr_epochs", "hydra.sweeper.pruner.name=none", "sim.mode=first_best")
+    proc = run_app(
+        tmp_path,
+        "sweep=lr_epochs",
+        "hydra.sweeper.pruner.name=none",
+        "sim.mode=first_best",
+        "hydra.sweeper.confirm.top_k=0",  # the search only
+    )
     assert proc.returncode == 0, proc.stderr
     study = load(tmp_path, "lr_epochs-stand_in-sim")
     assert study.user_attrs["pruner"]["name"] == "none"
@@ -95,6 +100,7 @@ def test_preset_pruner_is_swapped_for_another_on_the_command_line(tmp_path):
         "sim.mode=first_best",
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.plots=false",
+        "hydra.sweeper.confirm.top_k=0",
     ]
     proc = run_app(tmp_path / "preset", *overrides)
     assert proc.returncode == 0, proc.stderr

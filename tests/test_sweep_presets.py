@@ -39,12 +39,14 @@ def test_lr_epochs_preset_is_the_tutorials_question():
     lr, epochs = space.distributions["trainer.learning_rate"], space.distributions["trainer.num_train_epochs"]
     assert (lr.low, lr.high, lr.log) == (1e-5, 1e-4, True)
     assert (epochs.low, epochs.high) == (3, 10)
+    assert (sweeper.confirm.top_k, sweeper.confirm.seeds) == (3, 2)  # top 3 x 2 more seeds, ranked by mean
 
 
 def test_quick_preset_fits_the_quickstart():
     cfg = _compose("sweep=quick", "experiment=quickstart")
     assert cfg.hydra.sweeper.study_name == "quick-tiny-sample_bn"
     assert cfg.hydra.sweeper.n_trials <= 8
+    assert (cfg.hydra.sweeper.confirm.top_k, cfg.hydra.sweeper.confirm.seeds) == (2, 2)
     assert cfg.logger.backend == "none" and cfg.trainer.use_cpu
 
 

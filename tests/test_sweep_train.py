@@ -60,6 +60,7 @@ def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_pat
         "trainer.num_train_epochs=1",
         "hydra/launcher=local_parallel",
         "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.confirm.top_k=0",  # the confirmation stage: tests/test_sweep_confirm.py
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_quick(tmp_path)
@@ -74,7 +75,7 @@ def test_quick_sweep_of_train_py_completes_and_best_json_matches_storage(tmp_pat
     assert best["best_value"] == pytest.approx(study.best_value)
     assert (sweep_dir / "trials.csv").is_file()
     assert "best trial" in proc.stdout
-    for job in ("0", "1"):  # the trials' run dirs are in the sweep dir, not in one of their own
+    for job in ("trial-0", "trial-1"):  # the trials' run dirs are in the sweep dir, named by trial number
         assert (sweep_dir / job / "train.log").is_file()
 
 
@@ -94,10 +95,11 @@ def test_quick_demo_shows_differing_nonzero_scores_and_a_pruned_trial(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = load_quick(tmp_path)
-    complete = study.get_trials(states=(TrialState.COMPLETE,))
-    pruned = study.get_trials(states=(TrialState.PRUNED,))
-    table = [(t.number, t.state.name, t.value, t.params) for t in study.trials]
-    assert len(complete) + len(pruned) == len(study.trials) == 8, table
+    search = [t for t in study.trials if "confirm_of" not in t.user_attrs]
+    complete = [t for t in search if t.state == TrialState.COMPLETE]
+    pruned = [t for t in search if t.state == TrialState.PRUNED]
+    table = [(t.number, t.state.name, t.value, t.params) for t in search]
+    assert len(complete) + len(pruned) == len(search) == 8, table
     assert len(complete) >= 2 and all(t.value > 0 for t in complete), table
     assert len({t.value for t in complete}) >= 2, table
     assert pruned, table
@@ -105,6 +107,9 @@ def test_quick_demo_shows_differing_nonzero_scores_and_a_pruned_trial(tmp_path):
     assert all(t.user_attrs["steps_trained"] < longest for t in pruned), table
     (sweep_dir,) = {p.parent for p in tmp_path.glob("multirun/*/*/best.json")}
     assert (sweep_dir / "intermediate_values.png").is_file()
+    # The preset confirms its best 2 configurations with 2 more seeds each.
+    confirmed = json.loads((sweep_dir / "best.json").read_text())["confirmed"]
+    assert confirmed["n_seeds"] == 3 and len(study.trials) == 8 + 4, table
 
 
 @pytest.mark.slow
@@ -118,6 +123,7 @@ def test_killed_train_py_sweep_resumes_and_retries_the_dead_trial(tmp_path):
         "trainer.eval_steps=5",
         "hydra.sweeper.heartbeat_interval=1",
         "hydra.sweeper.grace_period=5",
+        "hydra.sweeper.confirm.top_k=0",
     ]
     command = script_command(
         TRAIN_PY, "-m", "sweep=quick", "experiment=quickstart",

@@ -32,6 +32,14 @@ class PrunerConf:
 
 
 @dataclass
+class ConfirmConf:
+    """After the search: re-run the best configurations with more seeds and rank them by mean."""
+
+    top_k: int = 0  # distinct configurations to confirm (the best COMPLETE search trials); 0 = off
+    seeds: int = 2  # further seeds per configuration (seed+1 .. seed+seeds); the search trial is one more
+
+
+@dataclass
 class NerOptunaSweeperConf:
     _target_: str = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
     study_name: Optional[str] = None  # null = the job name
@@ -43,6 +51,7 @@ class NerOptunaSweeperConf:
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)
     params: Dict[str, Any] = field(default_factory=dict)  # search space and fixed overrides
+    confirm: ConfirmConf = field(default_factory=ConfirmConf)
     heartbeat_interval: Optional[int] = 10  # seconds; null turns dead-trial detection off
     grace_period: Optional[int] = 60  # a RUNNING trial without a heartbeat for this long is dead
     max_retry: Optional[int] = 3  # times a dead trial is queued again

@@ -15,14 +15,27 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ner_experiments.sweeping.confirmation import (
+    CONFIRM_OF,
+    CONFIRM_SEED,
+    best_search_trial,
+    confirm_rows,
+    confirmation_summary,
+    confirmed_configurations,
+    search_trials,
+)
 from ner_experiments.sweeping.search_space import format_param, short_name
 from ner_experiments.tracking import resolve_wandb_mode
 
 log = logging.getLogger(__name__)
 
+# fANOVA fits a random forest to the finished trials: with fewer, its importances are mostly noise.
+MIN_TRIALS_FOR_IMPORTANCES = 10
+
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial: number, state, objective, duration, steps trained, params, retried trial, error."""
+    """One row per trial: number, state, objective, duration, steps trained, params, the configuration a
+    confirmation run confirms and its seed, retried trial, W&B run id and URL, error."""
     trials = study.get_trials(deepcopy=False)
     param_names = sorted({name for t in trials for name in t.params})
     return [
@@ -33,7 +46,11 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "duration_s": round(t.duration.total_seconds(), 1) if t.duration else None,
             "steps_trained": t.user_attrs.get("steps_trained"),
             **{name: t.params.get(name) for name in param_names},
+            "confirm_of": t.user_attrs.get(CONFIRM_OF),
+            "seed": t.user_attrs.get(CONFIRM_SEED),
             "retry_of": t.system_attrs.get("failed_trial"),
+            "wandb_run_id": t.user_attrs.get("wandb_run_id"),
+            "wandb_url": t.user_attrs.get("wandb_url"),
             "error": t.user_attrs.get("error"),
         }
         for t in trials
@@ -47,48 +64,106 @@ def _cell(value: Any) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as an aligned text table, without the error column and empty columns (for the log)."""
-    columns = [c for c in rows[0] if c != "error" and any(r[c] is not None for r in rows)] if rows else []
+    """The rows as an aligned text table, without the error and URL columns and empty columns (for the log)."""
+    hidden = ("error", "wandb_url")
+    columns = [c for c in rows[0] if c not in hidden and any(r[c] is not None for r in rows)] if rows else []
     cells = [[short_name(c) for c in columns]] + [[_cell(r[c]) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells)
 
 
-def write_results(study: optuna.Study, out: Path, plots: bool) -> dict[str, Any]:
-    """Write ``trials.csv``, ``best.json`` and plots to ``out``, print the table; return the best-trial summary."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows = trial_rows(study)
-    with open(out / "trials.csv", "w", newline="") as f:
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
         writer.writerows(rows)
-    best = study.best_trial if any(t.state == TrialState.COMPLETE for t in study.trials) else None
-    summary = {
+
+
+def write_results(
+    study: optuna.Study,
+    out: Path,
+    plots: bool,
+    objective: str = "objective",
+    confirm_top_k: int = 0,
+    confirm_seeds: list[int] | None = None,
+    base_seed: int = 0,
+) -> dict[str, Any]:
+    """Write ``trials.csv``, ``best.json``, ``confirm.csv`` (with ``confirm_top_k``) and plots to ``out``,
+    print the tables; return the summary (``best.json``).
+
+    ``best_*`` keys describe the best *search* trial; ``confirmed`` the configuration with the best
+    mean over seeds (search trial as seed ``base_seed``, its confirmation runs as ``confirm_seeds``).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(study)
+    _write_csv(out / "trials.csv", rows)
+    trials = study.get_trials(deepcopy=False)
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = best_search_trial(trials, maximize)
+    search = search_trials(trials)
+    summary: dict[str, Any] = {
         "study_name": study.study_name,
         "direction": study.direction.name.lower(),
+        "objective": objective,
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,
         "best_params": best.params if best else None,
         "best_user_attrs": best.user_attrs if best else None,  # output_dir: its run dir, with the model
-        "n_trials": {s.name: sum(t.state == s for t in study.trials) for s in TrialState},
+        "n_trials": {s.name: sum(t.state == s for t in search) for s in TrialState},
     }
+    confirm_text = ""
+    if confirm_top_k:
+        seeds = [base_seed, *(confirm_seeds or [])]
+        ranked = confirmed_configurations(trials, maximize, confirm_top_k, base_seed)
+        confirm = confirm_rows(ranked, seeds)
+        _write_csv(out / "confirm.csv", confirm)
+        summary["confirmed"] = confirmation_summary(ranked, len(seeds))
+        summary["n_confirm_runs"] = {
+            s.name: sum(t.state == s for t in trials if t not in search) for s in TrialState
+        }
+        if confirm:
+            confirmed = summary["confirmed"]
+            confirm_text = (
+                f"\nConfirmation (mean {objective} over seeds {', '.join(map(str, seeds))}):\n"
+                f"{format_table(confirm)}\nconfirmed best: trial {confirmed['trial']}'s configuration, "
+                f"mean {confirmed['mean']:.4g} ± {confirmed['std'] or 0:.2g} (std, {confirmed['n_seeds']} seeds): "
+                f"{confirmed['verdict']}"
+            )
     (out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
     if plots and best:
-        write_plots(study, out)
+        write_plots(study, out, objective)
     best_line = "no trial COMPLETE yet"
     if best:
         params = ", ".join(f"{k}={format_param(v)}" for k, v in best.params.items())
         best_line = f"best trial {best.number}: value {best.value:.6g}, params {params}"
+    files = "trials.csv, best.json" + (", confirm.csv" if confirm_top_k else "")
     print(
-        f"\nStudy {study.study_name!r}:\n{format_table(rows)}\n{best_line}\nResults: {out}/trials.csv, best.json"
+        f"\nStudy {study.study_name!r}:\n{format_table(rows)}\n{best_line}{confirm_text}\nResults: {out}/{files}"
     )
     return summary
 
 
-def write_plots(study: optuna.Study, out: Path) -> None:
-    """Optimization history, parameter importances, objective vs each parameter and intermediate values.
+def search_study(study: optuna.Study, objective: str) -> optuna.Study:
+    """An in-memory copy of ``study`` with its search trials only, its metric named ``objective`` (for plots)."""
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
+    try:
+        copy = optuna.create_study(direction=study.direction)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    copy.add_trials(search_trials(study.get_trials(deepcopy=False)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        copy.set_metric_names([objective])
+    return copy
 
-    A plot that needs more finished trials than the study has is skipped with a log line.
+
+def write_plots(study: optuna.Study, out: Path, objective: str = "objective") -> None:
+    """Optimization history, parameter importances, objective vs each parameter and intermediate values,
+    of the search trials, with ``objective`` on the axis.
+
+    A plot that needs more finished trials than the study has is skipped with a log line; parameter
+    importances need :data:`MIN_TRIALS_FOR_IMPORTANCES` COMPLETE trials.
     """
     import matplotlib
 
@@ -96,15 +171,26 @@ def write_plots(study: optuna.Study, out: Path) -> None:
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
 
+    study = search_study(study, objective)
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     plots: dict[str, Callable[[], Any]] = {
-        "optimization_history": lambda: ovm.plot_optimization_history(study),
-        "param_importances": lambda: ovm.plot_param_importances(study),
+        "optimization_history": lambda: ovm.plot_optimization_history(study, target_name=objective),
+        "param_importances": lambda: ovm.plot_param_importances(study, target_name=objective),
         **{
-            f"objective_vs_{short_name(name)}": functools.partial(ovm.plot_slice, study, params=[name])
+            f"objective_vs_{short_name(name)}": functools.partial(
+                ovm.plot_slice, study, params=[name], target_name=objective
+            )
             for name in sorted(study.best_trial.params)
         },
         "intermediate_values": lambda: ovm.plot_intermediate_values(study),
     }
+    if complete < MIN_TRIALS_FOR_IMPORTANCES:
+        del plots["param_importances"]
+        log.info(
+            "plot param_importances skipped: %d COMPLETE trials, it needs %d for importances that are not noise",
+            complete,
+            MIN_TRIALS_FOR_IMPORTANCES,
+        )
     for name, plot in plots.items():
         try:
             with warnings.catch_warnings():
@@ -143,6 +229,15 @@ def log_sweep_summary(study: optuna.Study, logger: Any, sweep_dir: Path, summary
             run.summary[f"best_params/{key}"] = value
         for state, count in summary["n_trials"].items():
             run.summary[f"n_trials/{state}"] = count
+        confirm_csv = sweep_dir / "confirm.csv"
+        if summary.get("confirmed") and confirm_csv.is_file():  # the same ranking as confirm.csv
+            with open(confirm_csv, newline="") as f:
+                table = list(csv.reader(f))
+            run.log({"confirm": wandb.Table(columns=table[0], data=table[1:])})
+            for key in ("trial", "mean", "std", "n_seeds", "p_value", "verdict"):
+                run.summary[f"confirmed/{key}"] = summary["confirmed"][key]
+            for key, value in summary["confirmed"]["params"].items():
+                run.summary[f"confirmed/params/{key}"] = value
         run.finish()
     except Exception as e:  # tracking must never lose the sweep's results, which are on disk already
         log.warning("could not write the W&B sweep summary run: %s", e)

@@ -9,6 +9,7 @@ and beats the heartbeat of its running trials (:class:`Heartbeats`).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import inspect
 import logging
 import math
@@ -26,6 +27,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hydra_plugins.ner_optuna_sweeper.config import NerOptunaSweeperConf, PrunerConf, SamplerConf
+from ner_experiments.sweeping.confirmation import CONFIRM_OF
 from ner_experiments.sweeping.search_space import (
     SearchSpace,
     SweepConfigError,
@@ -130,6 +132,46 @@ def _check_sqlite_folder(url: str, create: bool) -> None:
         )
 
 
+class RetryLostSearchTrials(RetryHeartbeatStaleTrialCallback):
+    """Queues a lost search trial again (same parameters); a lost confirmation run is not queued:
+    the confirmation stage runs its configuration and seed again itself."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if CONFIRM_OF not in trial.user_attrs:
+            super().__call__(study, trial)
+
+
+def fail_lost_trials(study: optuna.Study) -> None:
+    """``optuna.storages.fail_stale_trials``, plus an ``error`` user attribute saying the trial was lost and when.
+
+    The attribute is set while the trial is still RUNNING (a finished trial's attributes are frozen).
+    """
+    storage = study._storage  # an RDBStorage, usually inside Optuna's cache (_CachedStorage)
+    rdb = getattr(storage, "_backend", storage)
+    if not isinstance(rdb, RDBStorage) or rdb.heartbeat_interval is None:
+        return
+    grace = rdb.grace_period or 2 * rdb.heartbeat_interval
+    failed = []
+    for trial_id in storage._get_stale_trial_ids(study._study_id):  # what fail_stale_trials reads too
+        now = datetime.datetime.now(datetime.timezone.utc)
+        error = (
+            f"lost: no heartbeat for over {grace} s (process killed, out of memory or node lost); "
+            f"failed at {now:%Y-%m-%d %H:%M:%S} UTC"
+        )
+        try:
+            storage.set_trial_user_attr(trial_id, "error", error)
+            if storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                failed.append(trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it a moment ago
+    callback = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in failed:
+        trial = storage.get_trial(trial_id)
+        log.warning("trial %d %s", trial.number, trial.user_attrs["error"])
+        if callback is not None:
+            callback(study, trial)
+
+
 def open_storage(
     url: str,
     heartbeat_interval: int | None = None,
@@ -151,7 +193,7 @@ def open_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                retry = RetryHeartbeatStaleTrialCallback(max_retry) if heartbeat_interval else None
+                retry = RetryLostSearchTrials(max_retry) if heartbeat_interval else None
                 return RDBStorage(
                     url,
                     engine_kwargs,
@@ -259,6 +301,11 @@ def check_settings(s: NerOptunaSweeperConf) -> None:
     for key in ("n_trials", "n_jobs", "max_failures"):
         if getattr(s, key) < 1:
             raise SweepConfigError(f"hydra.sweeper.{key}={getattr(s, key)} must be >= 1")
+    if s.confirm.top_k < 0 or (s.confirm.top_k and s.confirm.seeds < 1):
+        raise SweepConfigError(
+            f"hydra.sweeper.confirm.top_k={s.confirm.top_k} / confirm.seeds={s.confirm.seeds}: use top_k >= 1 "
+            "with seeds >= 1 to confirm the best configurations, or top_k=0 to skip the confirmation"
+        )
     beat, grace = s.heartbeat_interval, s.grace_period
     if beat is not None and (beat < 1 or (grace is not None and grace <= beat)):
         raise SweepConfigError(
@@ -288,6 +335,11 @@ def open_sweep_study(
     """
     check_settings(s)
     space = parse_search_space(s.params, list(arguments))
+    if s.confirm.top_k and "seed" in space.distributions:
+        raise SweepConfigError(
+            "hydra.sweeper.confirm re-runs configurations with other seeds, so seed cannot be searched: "
+            "remove seed from the search space or set hydra.sweeper.confirm.top_k=0"
+        )
     if not space.distributions:
         raise SweepConfigError(
             "the search space is empty: set hydra.sweeper.params, e.g. "

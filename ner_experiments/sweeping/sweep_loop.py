@@ -22,15 +22,25 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 
 from hydra_plugins.ner_optuna_sweeper.config import NerOptunaSweeperConf
+from ner_experiments.sweeping.confirmation import (
+    CONFIRM_OF,
+    CONFIRM_SEED,
+    NOT_RUN,
+    ConfirmRun,
+    plan_confirmation,
+    runs_of,
+    search_trials,
+)
 from ner_experiments.sweeping.results import log_sweep_summary, write_results
 from ner_experiments.sweeping.search_space import (
+    SearchSpace,
     SweepConfigError,
     format_param,
     one_line,
     short_name,
     trial_overrides,
 )
-from ner_experiments.sweeping.study import Heartbeats, SweepStudy
+from ner_experiments.sweeping.study import Heartbeats, SweepStudy, fail_lost_trials
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,19 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def base_seed(space: SearchSpace, config: Any, needed: bool) -> int:
+    """The seed of the search trials (``seed`` fixed on the command line, else the config's)."""
+    seed = space.fixed.get("seed", OmegaConf.select(config, "seed"))
+    try:
+        return int(seed)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        if needed:
+            raise SweepConfigError(
+                f"hydra.sweeper.confirm needs an integer seed in the config to start its further seeds from, got {seed!r}"
+            ) from None
+        return 0
+
+
 class SweepLoop:
     """One worker of a study (see the module docstring); :meth:`run` returns the best-trial summary."""
 
@@ -70,6 +93,12 @@ class SweepLoop:
         self.job_idx = 0
         self.failures: list[str] = []
         self._waiting_for = 0
+        self.base_seed = base_seed(sweep.space, config, settings.confirm.top_k > 0)
+        self.confirm_seeds = [self.base_seed + i for i in range(1, settings.confirm.seeds + 1)]
+        self.objective = str(OmegaConf.select(config, "objective", default=None) or "objective")
+        with warnings.catch_warnings():  # plots and optuna-dashboard name their axis after it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names([self.objective])
 
     def run(self) -> dict[str, Any]:
         """Run trials until the study is complete; write and print the results; return the best-trial summary."""
@@ -78,6 +107,8 @@ class SweepLoop:
         try:
             while self._run_next_batch():
                 pass
+            if self.s.confirm.top_k and self._search_done():
+                self._confirm()
         finally:
             self.heartbeats.stop()
         return self.report()
@@ -85,10 +116,8 @@ class SweepLoop:
     def _run_next_batch(self) -> bool:
         """Launch the next batch of trials and tell their results; False when this worker is done."""
         if self.s.heartbeat_interval:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(self.study)
-        trials = self.study.get_trials(deepcopy=False)
+            fail_lost_trials(self.study)
+        trials = search_trials(self.study.get_trials(deepcopy=False))  # confirmation runs do not count
         finished = sum(t.state in FINISHED for t in trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
         if finished >= self.sweep.n_trials:
@@ -118,7 +147,9 @@ class SweepLoop:
                 trial = self.study.ask()
             # Workers sharing a study may ask at the same moment; trial numbers order them, so exactly
             # one keeps the last free slot and the others put their trial back in the queue, unsampled.
-            ahead = [t for t in self.study.get_trials(deepcopy=False) if t.number < trial.number]
+            ahead = [
+                t for t in search_trials(self.study.get_trials(deepcopy=False)) if t.number < trial.number
+            ]
             if sum(t.state in (*FINISHED, TrialState.RUNNING) for t in ahead) >= self.sweep.n_trials:
                 self.sweep.storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
                 break
@@ -128,39 +159,60 @@ class SweepLoop:
             trials.append(trial)
         return trials
 
-    def job_overrides(self, trial: Trial, gpu: str | None) -> list[str]:
-        """The overrides of one trial's job: fixed and sampled values first, then the sweep's plumbing."""
+    def job_overrides(self, trial: Trial, gpu: str | None, confirm: ConfirmRun | None = None) -> list[str]:
+        """The overrides of one trial's job: fixed and sampled values first, then the sweep's plumbing.
+
+        A confirmation run (``confirm``) gets its seed after them. Its run dir is named by its trial
+        number (``trial-<n>``; ``trial-<n>-confirm-<of>-seed<s>``), so a resumed sweep never renumbers.
+        """
         name = str(self.s.study_name)
-        overrides = trial_overrides(self.sweep.space, trial.params) + [
-            f"optuna.storage={_quote(self.sweep.storage_url)}",
-            f"optuna.study_name={_quote(name)}",
-            f"optuna.trial_number={trial.number}",
-            f"optuna.heartbeat_interval={self.s.heartbeat_interval or 'null'}",
-            # Pinned as resolved here: a time-stamped ${now:...} would be evaluated again (differently)
-            # in a launcher's worker process, scattering trials over several folders.
-            f"hydra.sweep.dir={_quote(str(self.sweep_dir))}",
-        ]
+        space, label = self.sweep.space, f"trial-{trial.number}"
+        if confirm is not None:
+            space = SearchSpace(space.distributions, {k: v for k, v in space.fixed.items() if k != "seed"})
+            label = f"confirm-{confirm.of.number}-seed{confirm.seed}"
+        subdir = f"trial-{trial.number}" + (f"-{label}" if confirm is not None else "")
+        overrides = (
+            trial_overrides(space, trial.params)
+            + ([f"seed={confirm.seed}"] if confirm is not None else [])
+            + [
+                f"optuna.storage={_quote(self.sweep.storage_url)}",
+                f"optuna.study_name={_quote(name)}",
+                f"optuna.trial_number={trial.number}",
+                f"optuna.heartbeat_interval={self.s.heartbeat_interval or 'null'}",
+                # Pinned as resolved here: a time-stamped ${now:...} would be evaluated again (differently)
+                # in a launcher's worker process, scattering trials over several folders.
+                f"hydra.sweep.dir={_quote(str(self.sweep_dir))}",
+                f"hydra.sweep.subdir={subdir}",
+            ]
+        )
         if OmegaConf.select(self.config, "logger") is not None:
-            run_name = f"trial-{trial.number}_" + "_".join(
+            run_name = f"{label}_" + "_".join(
                 f"{short_name(k)}={f'{v:.3g}' if isinstance(v, float) else format_param(v)}"
                 for k, v in trial.params.items()
             )
-            tags = ",".join(_quote(t) for t in ("sweep", name, f"trial-{trial.number}"))
+            tags = ["sweep", name, f"trial-{trial.number}"]
+            if confirm is not None:  # tagged with the configuration it confirms
+                tags += ["confirm", f"config-trial-{confirm.of.number}", f"seed-{confirm.seed}"]
             overrides += [
                 f"logger.group={_quote(name)}",
                 f"logger.run_name={_quote(run_name)}",
-                f"logger.tags=[{tags}]",
+                f"logger.tags=[{','.join(_quote(t) for t in tags)}]",
+                f"logger.job_type={'confirm' if confirm is not None else 'trial'}",
             ]
         if gpu is not None:
             overrides.append(f"++hydra.job.env_set.CUDA_VISIBLE_DEVICES={gpu}")
         return overrides
 
-    def _launch(self, trials: list[Trial]) -> None:
+    def _launch(self, trials: list[Trial], confirms: list[ConfirmRun] | None = None) -> None:
         gpus: list[str | None] = [*self.gpus] or [None]
-        batch = [self.job_overrides(t, gpus[i % len(gpus)]) for i, t in enumerate(trials)]
-        for t, overrides in zip(trials, batch, strict=True):
+        runs: list[ConfirmRun | None] = [*confirms] if confirms else [None] * len(trials)
+        batch = [self.job_overrides(t, gpus[i % len(gpus)], runs[i]) for i, t in enumerate(trials)]
+        for t, overrides, run in zip(trials, batch, runs, strict=True):
             plumbing = ("optuna.", "logger.", "hydra.", "++hydra.")
-            log.info("trial %d: %s", t.number, " ".join(o for o in overrides if not o.startswith(plumbing)))
+            what = f" (confirms trial {run.of.number} with seed {run.seed})" if run else ""
+            log.info(
+                "trial %d%s: %s", t.number, what, " ".join(o for o in overrides if not o.startswith(plumbing))
+            )
         try:
             returns = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(batch)
@@ -192,6 +244,92 @@ class SweepLoop:
             self._study_tell(trial, objective)
             log.info("trial %d COMPLETE: %s", trial.number, objective)
 
+    def _search_done(self) -> bool:
+        """The search reached n_trials and no search trial runs anywhere (its ranking is final)."""
+        while True:
+            trials = search_trials(self.study.get_trials(deepcopy=False))
+            if sum(t.state in FINISHED for t in trials) < self.sweep.n_trials:
+                return False  # stopped early (failures): nothing settled to confirm
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if not running:
+                return True
+            if not self.s.heartbeat_interval:
+                log.info(
+                    "%d search trials RUNNING in other workers and heartbeats are off: not confirming",
+                    running,
+                )
+                return False
+            time.sleep(self.s.poll_interval)
+            fail_lost_trials(self.study)
+
+    def _confirm(self) -> None:
+        """The confirmation stage (see confirmation.py): run what the study still needs, then return.
+
+        Like the search, it is resumable and shared: each run is a trial of the study, so a rerun of
+        the sweep launches only the runs without a COMPLETE trial, and several workers split them.
+        """
+        c, maximize = self.s.confirm, self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        announced = waiting = False
+        while len(self.failures) < self.s.max_failures:
+            if self.s.heartbeat_interval:
+                fail_lost_trials(self.study)
+            trials = self.study.get_trials(deepcopy=False)
+            plan = plan_confirmation(trials, maximize, c.top_k, self.confirm_seeds, self.s.max_retry)
+            if not announced:
+                log.info(
+                    "confirmation: the best %d configurations (trials %s) with seeds %s: %d runs to go",
+                    len(plan.configurations),
+                    ", ".join(str(t.number) for t in plan.configurations),
+                    ", ".join(map(str, self.confirm_seeds)),
+                    len(plan.todo) + len(plan.running),
+                )
+                announced = True
+            if plan.todo:
+                self._launch_confirmations(plan.todo[: self.s.n_jobs])
+            elif plan.running and self.s.heartbeat_interval:
+                if not waiting:
+                    log.info("waiting for %d confirmation runs in other workers", len(plan.running))
+                    waiting = True
+                time.sleep(self.s.poll_interval)
+            else:
+                for run in plan.given_up:
+                    log.warning(
+                        "confirmation of trial %d with seed %d given up (it failed)", run.of.number, run.seed
+                    )
+                return
+
+    def _launch_confirmations(self, runs: list[ConfirmRun]) -> None:
+        """Create a RUNNING trial per run (its configuration's parameters, marked as a confirmation) and launch them."""
+        trials, launched = [], []
+        for run in runs:
+            template = optuna.trial.create_trial(
+                state=TrialState.RUNNING,
+                params=run.of.params,
+                distributions=run.of.distributions,
+                user_attrs={CONFIRM_OF: run.of.number, CONFIRM_SEED: run.seed},
+            )
+            trial_id = self.sweep.storage.create_new_trial(self.study._study_id, template_trial=template)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trial = Trial(self.study, trial_id)
+            # Two workers may create the same run at once: the lower trial number runs it.
+            taken = [
+                t
+                for t in runs_of(self.study.get_trials(deepcopy=False), run.of.number, run.seed)
+                if t.number < trial.number and t.state in (TrialState.RUNNING, TrialState.COMPLETE)
+            ]
+            if taken:
+                self._set_user_attr(
+                    trial, "error", f"{NOT_RUN}: trial {taken[0].number} of another worker runs it"
+                )
+                self._study_tell(trial, state=TrialState.FAIL)
+                continue
+            self.heartbeats.add(trial_id)
+            trials.append(trial)
+            launched.append(run)
+        if trials:
+            self._launch(trials, launched)
+
     def _study_tell(self, trial: Trial, value: float | None = None, state: TrialState | None = None) -> None:
         try:
             self.study.tell(trial, value, state, skip_if_finished=True)
@@ -215,7 +353,15 @@ class SweepLoop:
 
     def report(self) -> dict[str, Any]:
         """Print the table of trials and the best trial; write them (and plots) to the sweep directory."""
-        summary = write_results(self.study, self.sweep_dir, self.s.plots)
+        summary = write_results(
+            self.study,
+            self.sweep_dir,
+            self.s.plots,
+            objective=self.objective,
+            confirm_top_k=self.s.confirm.top_k,
+            confirm_seeds=self.confirm_seeds,
+            base_seed=self.base_seed,
+        )
         if self.s.wandb_summary and OmegaConf.select(self.config, "logger.backend") == "wandb":
             log_sweep_summary(self.study, self.config.logger, self.sweep_dir, summary)
         if len(self.failures) >= self.s.max_failures:

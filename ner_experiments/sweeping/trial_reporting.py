@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from ner_experiments.sweeping.confirmation import CONFIRM_OF
 from ner_experiments.sweeping.study import Heartbeats, open_storage, pruner_from_json
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class TrialReporter:
             self.study._study_id, trial_number
         )
         self.trial = optuna.trial.Trial(self.study, self.trial_id)
+        if CONFIRM_OF in self.trial.user_attrs:  # a confirmation run is never pruned: it runs to the end
+            self.study.pruner = optuna.pruners.NopPruner()
         self.pruned_at_step: int | None = None
         self.abandoned = False
         self._heartbeats = Heartbeats(self.storage, heartbeat_interval)
@@ -119,6 +122,19 @@ def build_trial_callback(cfg: Any) -> Any:
             if not self.training_ended and self.metric_key in (metrics or {}):
                 step = state.global_step or int(state.epoch or 0)
                 control.should_training_stop |= self.reporter.report(float(metrics[self.metric_key]), step)
+            return control
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            # The trial's W&B run (if training opened one) in its Optuna user attributes and trials.csv.
+            run = getattr(sys.modules.get("wandb"), "run", None)
+            try:
+                if run is not None:
+                    r = self.reporter
+                    r.storage.set_trial_user_attr(r.trial_id, "wandb_run_id", run.id)
+                    if not run.settings._offline:
+                        r.storage.set_trial_user_attr(r.trial_id, "wandb_url", run.get_url())
+            except Exception as e:  # never fail training over tracking
+                log.warning("could not record the W&B run in the trial: %s", e)
             return control
 
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001

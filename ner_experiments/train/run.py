@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 from omegaconf import DictConfig
 
 from ner_experiments.config import to_plain_dict
@@ -42,23 +43,28 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     tokenizer, model = load_for_training(cfg.model, data.label_names, cfg.paths.cache_dir)
     features = prepare_features(cfg, data, tokenizer, model)
     tracker = Tracker(cfg.logger, ctx.run_dir, ctx.run_name, to_plain_dict(cfg), ctx.is_main, list(cfg.tags))
-    failed = True
+    state, trainer = "failed", None
     try:
         tracker.start()
         trainer, throughput, sweep_callbacks = build_trainer(
             cfg, ctx, model, tokenizer, features, data.label_names, tracker.report_to
         )
         trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
-        raise_if_pruned(sweep_callbacks)
+        try:
+            raise_if_pruned(sweep_callbacks)
+        except optuna.TrialPruned:
+            state = "pruned"  # stopped by the sweep's pruner: a success, not a failure, for the tracker
+            raise
         results = evaluate_run(cfg, ctx, trainer, data, features, throughput.summary())
         results.run["wandb_url"] = tracker.url
         tracker.summary(results.summary())
         if ctx.is_main:
             save_run(trainer, tokenizer, cfg, ctx.run_dir, results)
-        failed = False
+        state = "finished"
         return float(results.objective["value"])
     finally:
-        tracker.finish(failed=failed)
+        history = trainer.state.log_history if trainer is not None else None
+        tracker.finish(failed=state == "failed", state=state, log_history=history)
 
 
 def evaluate_run(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def simulated_objective(cfg: DictConfig, epoch: int) -> float:
         base = 1.0 if trial == 0 else 0.1
     else:  # best near lr=1e-3
         base = 1.0 / (1.0 + abs(math.log10(lr) + 3.0))
-    return base * epoch / (epoch + 1.0)
+    noise = float(cfg.sim.seed_noise) * random.Random(int(cfg.seed)).uniform(-1.0, 1.0)
+    return base * epoch / (epoch + 1.0) + noise
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -56,7 +58,9 @@ def main(cfg: DictConfig) -> float:
         reporter.raise_if_stopped()
     with open(out / "trained.log", "a") as f:
         gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-")
-        f.write(f"{trial} {step} gpu={gpu} pid={os.getpid()} {cfg.logger.run_name} {list(cfg.logger.tags)}\n")
+        f.write(
+            f"{trial} {step} gpu={gpu} pid={os.getpid()} {cfg.logger.run_name} {list(cfg.logger.tags)} seed={cfg.seed} job={cfg.logger.job_type}\n"
+        )
     return value
 
 
