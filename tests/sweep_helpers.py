@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import struct
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -68,3 +71,46 @@ def states(study: optuna.Study) -> dict[str, int]:
 
 def sweep_dirs(out: Path) -> list[Path]:
     return sorted(p for p in (out / "multirun").iterdir() if p.is_dir())
+
+
+def wandb_records(run_file: Path) -> list[Any]:
+    """The records of a W&B run's transaction log (``run-<id>.wandb``, offline runs too), parsed with
+    wandb's own protobuf definitions; the file is LevelDB's log format (32 KiB blocks, 7-byte headers)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    records, pos, chunks = [], 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        if left < 7:  # the rest of a block too short for a header is padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:  # zeroed rest of a block
+            pos += left
+            continue
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        chunks = chunk if kind in (1, 2) else chunks + chunk  # FULL, FIRST | MIDDLE, LAST
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunks)
+            records.append(record)
+    return records
+
+
+def wandb_run_view(run_file: Path) -> dict[str, Any]:
+    """What W&B will show of a run: id, job type, tags, group, final summary and exit code."""
+    view: dict[str, Any] = {"summary": {}, "exit_code": None}
+    for r in wandb_records(run_file):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            view.update(
+                id=r.run.run_id, job_type=r.run.job_type, tags=list(r.run.tags), group=r.run.run_group
+            )
+        elif kind == "summary":
+            for u in r.summary.update:
+                view["summary"][u.key or "/".join(u.nested_key)] = json.loads(u.value_json)
+        elif kind == "exit":
+            view["exit_code"] = r.exit.exit_code
+    return view

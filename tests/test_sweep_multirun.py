@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
 import signal
 import subprocess
 import time
@@ -15,6 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.helpers import REPO_ROOT
 from tests.sweep_helpers import app_command, load, run_app, run_two_workers, states, sweep_dirs, sweep_env
 
 
@@ -157,6 +160,8 @@ def test_killed_sweep_is_resumed_and_the_dead_trial_retried(tmp_path):
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(finished) == 3
     assert study.trials[1].state == TrialState.FAIL  # detected by its stale heartbeat
+    assert study.trials[1].user_attrs["error"].startswith("lost: no heartbeat for over 4 s")  # and when:
+    assert study.trials[1].user_attrs["error"].endswith(" UTC")
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == 1]
     assert len(retries) == 1 and retries[0].state == TrialState.COMPLETE
     assert retries[0].params == study.trials[1].params
@@ -293,3 +298,22 @@ def test_sweep_stops_with_a_clear_error_after_max_failures(tmp_path):
     assert "error: the sweep stopped after 1 failed trials (hydra.sweeper.max_failures=1)" in proc.stderr
     assert "simulated failure in trial 0" in proc.stderr
     assert states(load(tmp_path)) == {"FAIL": 1}
+
+
+def test_documented_quoting_of_a_preset_parameter_works_in_a_shell(tmp_path):
+    # The override exactly as docs/sweeps.md prints it, through a real shell.
+    doc = (REPO_ROOT / "docs" / "sweeps.md").read_text()
+    documented = re.search(
+        r"""python train\.py -m sweep=lr_epochs ("\+\+hydra\.sweeper\.params\.[^"]+")""", doc
+    )
+    assert documented, "docs/sweeps.md no longer shows how to change one preset parameter"
+    command = " ".join(
+        shlex.quote(a) for a in app_command(tmp_path, "sweep=lr_epochs", "hydra.sweeper.n_trials=1")
+    )
+    proc = subprocess.run(
+        f"{command} hydra.sweeper.plots=false hydra.sweeper.confirm.top_k=0 {documented.group(1)}",
+        shell=True, cwd=tmp_path, env=sweep_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    epochs = load(tmp_path, "lr_epochs-stand_in-sim").trials[0].distributions["trainer.num_train_epochs"]
+    assert (epochs.low, epochs.high) == (2, 5)

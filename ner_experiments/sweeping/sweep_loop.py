@@ -275,6 +275,9 @@ class SweepLoop:
                 fail_lost_trials(self.study)
             trials = self.study.get_trials(deepcopy=False)
             plan = plan_confirmation(trials, maximize, c.top_k, self.confirm_seeds, self.s.max_retry)
+            if not plan.configurations:
+                log.info("confirmation skipped: no search trial is COMPLETE (all pruned or failed)")
+                return
             if not announced:
                 log.info(
                     "confirmation: the best %d configurations (trials %s) with seeds %s: %d runs to go",
