@@ -85,6 +85,7 @@ class FakeWandb(types.ModuleType):
             summary={}, dir=str(kwargs.get("dir")), log=lambda data: None, finish=lambda **kw: None
         )
         run.settings = types.SimpleNamespace(_offline=kwargs.get("mode") == "offline")
+        run.define_metric = lambda name, **options: None
         run.get_url = lambda: "https://wandb.ai/run"
         return run
 
