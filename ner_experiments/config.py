@@ -102,6 +102,11 @@ class TrainerConfig:
     max_grad_norm: float = 1.0
     eval_strategy: str = "epoch"  # epoch | steps
     eval_steps: int | None = None  # with eval_strategy=steps
+    # With eval_strategy=epoch: evaluate at k/evals_per_epoch of each epoch (k = 1..evals_per_epoch), so a
+    # sweep can prune within an epoch. Above 1 (and in every sweep trial) a checkpoint is written only at an
+    # evaluation that is a new best (save_strategy=best): the best model is loaded at the end as before, and
+    # a resumed run continues from the best checkpoint so far.
+    evals_per_epoch: int = 1
     logging_steps: int = 50
     save_total_limit: int = 2  # checkpoints kept for resuming (the best one is always kept)
     # auto | fp32 | bf16 | fp16 ; auto = bf16 autocast on CPUs with AVX512-BF16/AMX, fp32 + TF32 on GPUs
@@ -256,6 +261,15 @@ def _check_trainer(t: Any) -> None:
         raise ConfigError(f"trainer.warmup_ratio={t.warmup_ratio} must be in [0, 1), e.g. 0.1")
     if t.eval_strategy == "steps":
         _positive("trainer.eval_steps", t.eval_steps, "500")
+    if t.evals_per_epoch is None or t.evals_per_epoch < 1:
+        raise ConfigError(
+            f"trainer.evals_per_epoch={t.evals_per_epoch} must be >= 1 (evaluations per epoch), e.g. 2"
+        )
+    if t.evals_per_epoch > 1 and t.eval_strategy != "epoch":
+        raise ConfigError(
+            f"trainer.evals_per_epoch={t.evals_per_epoch} works with trainer.eval_strategy=epoch only: "
+            "use that, or trainer.eval_steps to set how often eval_strategy=steps evaluates"
+        )
     if t.pad_to_multiple_of is not None:
         _positive("trainer.pad_to_multiple_of", t.pad_to_multiple_of, "8")
     if t.train_window_length is not None and t.train_window_length < 16:

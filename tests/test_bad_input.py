@@ -281,6 +281,11 @@ def test_bad_input_gives_one_clear_error(outcomes, name):
         (["trainer.per_device_train_batch_size=0"], "trainer.per_device_train_batch_size"),
         (["trainer.weight_decay=nan"], "trainer.weight_decay"),
         (["trainer.eval_strategy=steps"], "trainer.eval_steps"),
+        (["trainer.evals_per_epoch=0"], "trainer.evals_per_epoch"),
+        (
+            ["trainer.evals_per_epoch=2", "trainer.eval_strategy=steps", "trainer.eval_steps=10"],
+            "trainer.evals_per_epoch",
+        ),
         (["trainer.precision=fp8"], "trainer.precision"),
         (["model.max_length=4"], "model.max_length"),
         (["objective=f1"], "objective"),

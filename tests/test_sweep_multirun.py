@@ -78,8 +78,8 @@ def test_pruned_trials_stop_early_and_are_stored_pruned(tmp_path):
     assert complete[0].user_attrs["steps_trained"] == 40
     for t in pruned:
         assert t.user_attrs["steps_trained"] < complete[0].user_attrs["steps_trained"]
-        assert t.user_attrs["pruned_at_step"] == 10
-        assert list(t.intermediate_values) == [10]
+        assert t.user_attrs["pruned_at_step"] == 100  # hundredths of an epoch: after epoch 1
+        assert list(t.intermediate_values) == [100]
 
 
 def test_preset_pruner_is_switched_off_on_the_command_line(tmp_path):
@@ -101,24 +101,27 @@ def test_preset_pruner_is_swapped_for_another_on_the_command_line(tmp_path):
     overrides = [
         "sweep=lr_epochs",
         "sim.mode=first_best",
+        "trainer.num_train_epochs=4",  # one schedule for all: the same-or-longer filter keeps every trial
         "hydra.sweeper.n_trials=4",
         "hydra.sweeper.plots=false",
         "hydra.sweeper.confirm.top_k=0",
     ]
     proc = run_app(tmp_path / "preset", *overrides)
     assert proc.returncode == 0, proc.stderr
-    # The preset's median pruner starts after 3 trials: it prunes the fourth.
-    assert states(load(tmp_path / "preset", "lr_epochs-stand_in-sim")) == {"COMPLETE": 3, "PRUNED": 1}
+    # The preset's successive halving: after 1 epoch only a trial as good as the best one goes on.
+    study = load(tmp_path / "preset", "lr_epochs-stand_in-sim")
+    assert states(study) == {"COMPLETE": 1, "PRUNED": 3}
+    assert [t.user_attrs.get("pruned_at_step") for t in study.trials] == [None, 100, 100, 100]
     proc = run_app(
         tmp_path / "swapped",
         *overrides,
-        "hydra.sweeper.pruner.name=successive_halving",
-        "++hydra.sweeper.pruner.successive_halving.min_resource=10",
+        "hydra.sweeper.pruner.name=median",
+        "++hydra.sweeper.pruner.median.n_startup_trials=2",
     )
     assert proc.returncode == 0, proc.stderr
     study = load(tmp_path / "swapped", "lr_epochs-stand_in-sim")
-    assert study.user_attrs["pruner"]["name"] == "successive_halving"
-    assert states(study) == {"COMPLETE": 1, "PRUNED": 3}
+    assert study.user_attrs["pruner"]["name"] == "median"
+    assert states(study) == {"COMPLETE": 2, "PRUNED": 2}  # the median prunes from the third trial on
 
 
 def test_trial_that_raises_is_failed_with_its_error_and_the_sweep_goes_on(tmp_path):

@@ -33,7 +33,8 @@ def test_lr_epochs_preset_is_the_tutorials_question():
     sweeper = _compose("sweep=lr_epochs").hydra.sweeper
     assert sweeper._target_ == SWEEPER
     assert sweeper.study_name == "lr_epochs-mbert_cased-wikiann_bn"
-    assert sweeper.direction == "maximize" and sweeper.pruner.name == "median"
+    assert sweeper.direction == "maximize" and sweeper.pruner.name == "successive_halving"
+    assert sweeper.pruner.same_or_longer_schedule  # a long schedule is never judged against shorter ones
     assert sweeper.sampler.name == "tpe" and sweeper.sampler.seed == 42
     space = parse_search_space(dict(sweeper.params))
     lr, epochs = space.distributions["trainer.learning_rate"], space.distributions["trainer.num_train_epochs"]
@@ -64,7 +65,8 @@ def test_launcher_presets():
 @pytest.mark.parametrize(
     ("overrides", "pruner", "sampler"),
     [
-        ([], optuna.pruners.MedianPruner, optuna.samplers.TPESampler),
+        ([], optuna.pruners.SuccessiveHalvingPruner, optuna.samplers.TPESampler),
+        (["hydra.sweeper.pruner.name=median"], optuna.pruners.MedianPruner, optuna.samplers.TPESampler),
         (["hydra.sweeper.pruner.name=none"], optuna.pruners.NopPruner, optuna.samplers.TPESampler),
         (["hydra.sweeper.pruner.name=hyperband"], optuna.pruners.HyperbandPruner, optuna.samplers.TPESampler),
         (
@@ -75,14 +77,19 @@ def test_launcher_presets():
             optuna.pruners.SuccessiveHalvingPruner,
             optuna.samplers.TPESampler,
         ),
-        (["hydra.sweeper.sampler.name=random"], optuna.pruners.MedianPruner, optuna.samplers.RandomSampler),
+        (
+            ["hydra.sweeper.sampler.name=random"],
+            optuna.pruners.SuccessiveHalvingPruner,
+            optuna.samplers.RandomSampler,
+        ),
     ],
 )
 def test_preset_pruner_and_sampler_switch_by_name_on_the_command_line(overrides, pruner, sampler):
-    # The preset's own median and tpe options stay in the config and are simply not used by the others.
+    # The preset's own pruner and tpe options stay in the config and are simply not used by the others.
     node = _compose("sweep=lr_epochs", *overrides).hydra.sweeper
     settings = NerOptunaSweeper(**OmegaConf.to_container(node, resolve=True)).settings
-    assert settings.pruner.median == {"n_startup_trials": 3, "n_warmup_steps": 0}
-    assert isinstance(build_pruner(settings.pruner), pruner)
+    assert settings.pruner.successive_halving["reduction_factor"] == 3
+    built = build_pruner(settings.pruner)
+    assert isinstance(getattr(built, "pruner", built), pruner)  # inside the same-or-longer-schedule filter
     space = parse_search_space(settings.params)
     assert isinstance(build_sampler(settings.sampler, space, settings.sampler.seed), sampler)

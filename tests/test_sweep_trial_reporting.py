@@ -44,7 +44,7 @@ def test_callback_reports_each_evaluation_and_stops_a_pruned_trial(tmp_path):
     median = PrunerConf("median", median={"n_startup_trials": 1, "n_warmup_steps": 0})
     study.set_user_attr("pruner", dataclasses.asdict(median))  # as the sweeper stores it
     best = study.ask()
-    for step in (10, 20):
+    for step in (100, 200):  # hundredths of an epoch: epochs 1 and 2
         best.report(0.9, step)
     study.tell(best, 0.9)
     good, bad = study.ask(), study.ask()  # what the sweeper does before launching the trials
@@ -73,8 +73,9 @@ def test_callback_reports_each_evaluation_and_stops_a_pruned_trial(tmp_path):
         raise_if_pruned([callback])
 
     frozen = study.trials
-    assert frozen[good.number].intermediate_values == {10: 0.95, 20: 0.5}
+    # Reported in hundredths of an epoch; steps_trained counts optimizer steps.
+    assert frozen[good.number].intermediate_values == {100: 0.95, 200: 0.5}
     assert frozen[good.number].user_attrs["steps_trained"] == 20
-    assert frozen[bad.number].intermediate_values == {10: 0.1}
+    assert frozen[bad.number].intermediate_values == {100: 0.1}
     assert frozen[bad.number].user_attrs["steps_trained"] == 10
-    assert frozen[bad.number].user_attrs["pruned_at_step"] == 10
+    assert frozen[bad.number].user_attrs["pruned_at_step"] == 100

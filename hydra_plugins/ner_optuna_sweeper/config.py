@@ -29,6 +29,9 @@ class PrunerConf:
     median: Dict[str, Any] = field(default_factory=dict)
     hyperband: Dict[str, Any] = field(default_factory=dict)
     successive_halving: Dict[str, Any] = field(default_factory=dict)
+    # Judge a trial only against trials whose trainer.num_train_epochs is the same or longer (median,
+    # successive_halving): a shorter schedule has decayed its learning rate further at the same epoch.
+    same_or_longer_schedule: bool = True
 
 
 @dataclass

@@ -28,6 +28,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
 from hydra_plugins.ner_optuna_sweeper.config import NerOptunaSweeperConf, PrunerConf, SamplerConf
 from ner_experiments.sweeping.confirmation import CONFIRM_OF
+from ner_experiments.sweeping.pruning import wrap_pruner
 from ner_experiments.sweeping.search_space import (
     SearchSpace,
     SweepConfigError,
@@ -86,7 +87,7 @@ def build_sampler(conf: SamplerConf, space: SearchSpace, seed: int | None) -> op
 
 def build_pruner(conf: PrunerConf) -> optuna.pruners.BasePruner:
     """The pruner ``conf.name`` with its options (``conf.<name>``); ``none`` turns pruning off."""
-    return _construct("pruner", conf, PRUNERS)
+    return wrap_pruner(_construct("pruner", conf, PRUNERS), conf.same_or_longer_schedule)
 
 
 def pruner_from_json(stored: dict[str, Any] | None) -> optuna.pruners.BasePruner:

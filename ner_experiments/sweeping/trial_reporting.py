@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from ner_experiments.sweeping.confirmation import CONFIRM_OF
+from ner_experiments.sweeping.pruning import STEPS_PER_EPOCH, epoch_step
 from ner_experiments.sweeping.study import Heartbeats, open_storage, pruner_from_json
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,16 @@ class TrialReporter:
         self._heartbeats = Heartbeats(self.storage, heartbeat_interval)
         self._heartbeats.add(self.trial_id)
 
-    def report(self, value: float, step: int) -> bool:
-        """Report ``value`` at ``step``; True when training should stop (pruned, or trial already ended)."""
+    def report(self, value: float, step: int, steps_trained: int | None = None) -> bool:
+        """Report ``value`` at ``step``; True when training should stop (pruned, or trial already ended).
+
+        ``steps_trained``: optimizer steps so far, when ``step`` counts something else (training reports in
+        hundredths of an epoch).
+        """
         try:
-            self.storage.set_trial_user_attr(self.trial_id, "steps_trained", step)
+            self.storage.set_trial_user_attr(
+                self.trial_id, "steps_trained", step if steps_trained is None else steps_trained
+            )
             if math.isnan(value):
                 return False
             with warnings.catch_warnings():
@@ -102,7 +109,10 @@ def build_trial_callback(cfg: Any) -> Any:
     """A ``transformers.TrainerCallback`` reporting ``cfg.objective`` to the trial's study, or None outside a sweep."""
     if not cfg.optuna.storage:
         return None
+    from omegaconf import OmegaConf
     from transformers import TrainerCallback
+
+    from ner_experiments.train.eval_schedule import evaluation_index
 
     class OptunaPruningCallback(TrainerCallback):
         """Reports the objective at each evaluation to the Optuna trial and stops training when pruned."""
@@ -111,6 +121,12 @@ def build_trial_callback(cfg: Any) -> Any:
             o = cfg.optuna
             self.reporter = TrialReporter(o.storage, o.study_name, o.trial_number, o.heartbeat_interval)
             self.metric_key = objective_metric_key(str(cfg.objective))
+            # Steps of intermediate values: hundredths of an epoch at each evaluation point, the same for
+            # every trial of the study whatever its batch size (eval_strategy=steps: hundredths as they fall).
+            epoch_evals = OmegaConf.select(cfg, "trainer.eval_strategy", default="epoch") == "epoch"
+            self.evals_per_epoch = int(OmegaConf.select(cfg, "trainer.evals_per_epoch", default=1))
+            if not epoch_evals:
+                self.evals_per_epoch = STEPS_PER_EPOCH
             self.training_ended = False
 
         @property
@@ -120,8 +136,10 @@ def build_trial_callback(cfg: Any) -> Any:
         def on_evaluate(self, args, state, control, metrics=None, **kwargs):  # noqa: ANN001
             # After training, evaluate() is called for the final scores: no more reports then.
             if not self.training_ended and self.metric_key in (metrics or {}):
-                step = state.global_step or int(state.epoch or 0)
-                control.should_training_stop |= self.reporter.report(float(metrics[self.metric_key]), step)
+                k = self.evals_per_epoch
+                step = epoch_step(evaluation_index(state.epoch or 0.0, k), k)
+                value = float(metrics[self.metric_key])
+                control.should_training_stop |= self.reporter.report(value, step, state.global_step)
             return control
 
         def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001

@@ -24,6 +24,10 @@ def build_training_arguments(
     t = cfg.trainer
     split, _, metric = cfg.objective.partition(".")
     best_metric = metric if split == "validation" else "overall_f1"
+    # A sweep trial is never resumed (a lost one is run again from the start): it keeps only the best model.
+    # Several evaluations per epoch write a checkpoint only when one is a new best.
+    trial = bool(cfg.optuna.storage)
+    save_strategy = "best" if trial or t.evals_per_epoch > 1 else t.eval_strategy
     return TrainingArguments(
         output_dir=str(run_dir / CHECKPOINTS_DIR),
         learning_rate=t.learning_rate,
@@ -38,7 +42,7 @@ def build_training_arguments(
         max_grad_norm=t.max_grad_norm,
         eval_strategy=t.eval_strategy,
         eval_steps=t.eval_steps,
-        save_strategy=t.eval_strategy,
+        save_strategy=save_strategy,
         save_steps=t.eval_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=True,
@@ -60,7 +64,7 @@ def build_training_arguments(
         report_to=report_to or "none",
         run_name=run_name,
         remove_unused_columns=False,
-        save_only_model=False,
+        save_only_model=trial,
         ddp_backend="gloo" if several_processes() and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
         disable_tqdm=False,

@@ -10,6 +10,7 @@ from transformers import DataCollatorForTokenClassification
 from ner_experiments.hardware import effective_pad_to_multiple_of
 from ner_experiments.throughput import CountingCollator, TrainThroughputCallback
 from ner_experiments.train.arguments import build_training_arguments
+from ner_experiments.train.eval_schedule import EvaluateWithinEpochs
 from ner_experiments.train.setup import RunContext, RunFeatures
 from ner_experiments.train.trainer import NerTrainer
 
@@ -31,6 +32,8 @@ def build_trainer(
     throughput = TrainThroughputCallback(collator)
     throughput.resume_from(ctx.resume_checkpoint)
     sweep_callbacks = _sweep_callbacks(cfg)
+    k = cfg.trainer.evals_per_epoch
+    within_epochs = [EvaluateWithinEpochs(k)] if k > 1 else []
     trainer = NerTrainer(
         model=model,
         args=build_training_arguments(cfg, ctx.run_dir, ctx.precision, report_to, ctx.run_name),
@@ -38,7 +41,7 @@ def build_trainer(
         eval_dataset=features.eval_sets["validation"].features,  # scored by NerTrainer.evaluate
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[*sweep_callbacks, throughput],
+        callbacks=[*within_epochs, *sweep_callbacks, throughput],
         eval_sets=features.eval_sets,
         label_names=label_names,
         strict_iob2=cfg.metrics.strict_iob2,

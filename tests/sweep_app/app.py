@@ -51,7 +51,8 @@ def main(cfg: DictConfig) -> float:
         time.sleep(float(cfg.sim.epoch_seconds))
         step += int(cfg.sim.steps_per_epoch)
         value = simulated_objective(cfg, epoch)
-        if reporter is not None and reporter.report(value, step):
+        # Reported at hundredths of an epoch, as training reports (steps_trained: the app's own steps).
+        if reporter is not None and reporter.report(value, 100 * epoch, step):
             break
     if reporter is not None:
         reporter.finish(step)
