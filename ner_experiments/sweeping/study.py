@@ -142,6 +142,31 @@ class RetryLostSearchTrials(RetryHeartbeatStaleTrialCallback):
             super().__call__(study, trial)
 
 
+def _never_beaten(rdb: RDBStorage, study_id: int, grace: float) -> list[int]:
+    """RUNNING trials without any heartbeat that started over ``grace`` seconds ago.
+
+    Their process died between creating the trial and its first heartbeat (a few milliseconds, but a
+    kill can land there); Optuna's stale check skips trials without a heartbeat, so they would stay
+    RUNNING for ever and a worker would wait for them. Read with Optuna's own table models.
+    """
+    from optuna.storages._rdb import models
+
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)  # datetime_start is local time
+    session = rdb.scoped_session()
+    try:
+        running = (
+            session.query(models.TrialModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == optuna.trial.TrialState.RUNNING)
+            .all()
+        )
+        return [
+            t.trial_id for t in running if not t.heartbeats and t.datetime_start and t.datetime_start < cutoff
+        ]
+    finally:
+        session.close()
+
+
 def fail_lost_trials(study: optuna.Study) -> None:
     """``optuna.storages.fail_stale_trials``, plus an ``error`` user attribute saying the trial was lost and when.
 
@@ -153,7 +178,8 @@ def fail_lost_trials(study: optuna.Study) -> None:
         return
     grace = rdb.grace_period or 2 * rdb.heartbeat_interval
     failed = []
-    for trial_id in storage._get_stale_trial_ids(study._study_id):  # what fail_stale_trials reads too
+    lost = [*storage._get_stale_trial_ids(study._study_id), *_never_beaten(rdb, study._study_id, grace)]
+    for trial_id in lost:  # what fail_stale_trials reads, and what it misses
         now = datetime.datetime.now(datetime.timezone.utc)
         error = (
             f"lost: no heartbeat for over {grace} s (process killed, out of memory or node lost); "
