@@ -121,7 +121,7 @@ def plan_confirmation(
                 continue
             if TrialState.RUNNING in states:
                 plan.running.append(run)
-            elif any(raised(t) for t in attempts) or (
+            elif any(raised(t) or t.state == TrialState.PRUNED for t in attempts) or (
                 max_retry is not None and sum(lost(t) for t in attempts) > max_retry
             ):
                 plan.given_up.append(run)
