@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
 from typing import Any
 
-import numpy as np
 from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2, Entities
 
+_IOB2_TAG = re.compile(r"^(O|[BI]-.+)$")
 Span = tuple[str, int, int]  # entity type, first word, end (exclusive), within one sentence
 Spans = dict[str, set[tuple[int, int, int]]]  # entity type -> {(sentence, start, end)}
 
@@ -16,20 +19,39 @@ Spans = dict[str, set[tuple[int, int, int]]]  # entity type -> {(sentence, start
 def decode_entities(tags: Sequence[Sequence[str]], strict_iob2: bool = False) -> list[list[Span]]:
     """Each sentence's entities, decoded from IOB2 tags exactly as seqeval scores them.
 
-    Default (seqeval's lenient mode, conlleval's repair): an ``I-X`` that does not continue an ``X``
+    Default (seqeval's default mode, conlleval's repair): an ``I-X`` that does not continue an ``X``
     entity starts a new one. ``strict_iob2`` (seqeval's strict mode with the IOB2 scheme): an entity
     must start with ``B-X``; tokens of one that starts with ``I-X`` are not an entity (discarded).
     """
     tags = [list(s) for s in tags]
     if strict_iob2:
         return [[(e.tag, e.start, e.end) for e in sentence] for sentence in Entities(tags, IOB2).entities]
-    # get_entities joins the sentences with "O" between them (one call: much faster than per sentence).
-    starts = np.cumsum([0] + [len(s) + 1 for s in tags])
+    if all(_IOB2_TAG.match(t) for t in {t for s in tags for t in s}):
+        return [_decode_iob2(s) for s in tags]
+    # Other tag shapes: seqeval's own decoder, which joins the sentences with "O" between them.
+    starts = list(accumulate((len(s) + 1 for s in tags), initial=0))
     out: list[list[Span]] = [[] for _ in tags]
     for kind, start, end in get_entities(tags):
-        sid = int(np.searchsorted(starts, start, side="right")) - 1
-        offset = int(starts[sid])
-        out[sid].append((kind, start - offset, end - offset + 1))
+        sid = bisect_right(starts, start) - 1
+        out[sid].append((kind, start - starts[sid], end - starts[sid] + 1))
+    return out
+
+
+def _decode_iob2(tags: Sequence[str]) -> list[Span]:
+    """seqeval's ``get_entities`` for O / B-X / I-X tags (a test checks they agree), in one tight loop."""
+    out: list[Span] = []
+    kind, start = None, 0
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            if kind is not None:
+                out.append((kind, start, i))
+                kind = None
+        elif tag[0] == "B" or tag[2:] != kind:
+            if kind is not None:
+                out.append((kind, start, i))
+            kind, start = tag[2:], i
+    if kind is not None:
+        out.append((kind, start, len(tags)))
     return out
 
 

@@ -254,3 +254,15 @@ def test_layers_read_model_then_evaluation_then_features():
         assert "ner_experiments.model" not in imported, path
         assert "ner_experiments.evaluation" not in imported, path
     assert "ner_experiments.model" not in _imports(PACKAGE / "evaluation.py")
+
+
+def test_decoding_is_seqevals_on_random_tags():
+    """The default mode's fast decoder finds seqeval's get_entities chunks, invalid I- starts included."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    rng = random.Random(11)
+    tags = [[rng.choice(LABELS) for _ in range(rng.randint(0, 12))] for _ in range(2000)]
+    expected = [[(k, s, e + 1) for k, s, e in get_entities(sentence)] for sentence in tags]
+    assert decode_entities(tags) == expected
+    odd = [["B-PER", "E-PER", "S-LOC"], ["O", "S-ORG"]]  # other schemes: seqeval's own decoder
+    assert decode_entities(odd) == [[(k, s, e + 1) for k, s, e in get_entities(x)] for x in odd]

@@ -38,8 +38,18 @@ def mark_entities(tokens: Sequence[str], entities: Sequence[Span]) -> str:
     return " ".join(words)
 
 
-def _span_text(tokens: Sequence[str], span: Span | None) -> str:
-    return "-" if span is None else f'{span[0]} "{" ".join(tokens[span[1] : span[2]])}"'
+def _span_text(tokens: Sequence[str], span: Span) -> str:
+    return f'{span[0]} "{" ".join(tokens[span[1] : span[2]])}"'
+
+
+def describe_outcome(tokens: Sequence[str], outcome: Outcome) -> str:
+    """``gold LOC "New York" -> predicted LOC "New"``; ``missed ...`` / ``spurious ...`` for one side."""
+    if outcome.predicted is None:
+        assert outcome.gold is not None
+        return f"missed {_span_text(tokens, outcome.gold)}"
+    if outcome.gold is None:
+        return f"spurious {_span_text(tokens, outcome.predicted)}"
+    return f"gold {_span_text(tokens, outcome.gold)} -> predicted {_span_text(tokens, outcome.predicted)}"
 
 
 def format_error_examples(file: SplitPredictionsFile, per_kind: int, strict_iob2: bool = False) -> str:
@@ -60,10 +70,7 @@ def format_error_examples(file: SplitPredictionsFile, per_kind: int, strict_iob2
                 continue
             shown.append(sid)
             tokens = file.tokens[sid]
-            pairs = "; ".join(
-                f"gold {_span_text(tokens, o.gold)} -> predicted {_span_text(tokens, o.predicted)}"
-                for o in found
-            )
+            pairs = "; ".join(describe_outcome(tokens, o) for o in found)
             lines += [
                 f"  sentence {sid + 1}: {pairs}",
                 f"    gold: {mark_entities(tokens, gold[sid])}",
