@@ -152,13 +152,13 @@ def _predict_batch(
     best_p, best = (t.cpu().numpy() for t in probs.max(dim=-1))
     for k, i in enumerate(rows):
         slot = predicted.setdefault(int(features["sentence_id"][i]), {})
-        labels = best[k].tolist()
+        labels, probabilities = best[k].tolist(), best_p[k].tolist()
         firsts = features["word_index"][i]
         for pos, w in enumerate(features["piece_word"][i]):
             if w < 0:
                 continue
             if firsts[pos] >= 0:  # a word's first piece comes before its other pieces in the row
-                slot[w] = (labels[pos], float(best_p[k, pos]), [labels[pos]])
+                slot[w] = (labels[pos], probabilities[pos], [labels[pos]])
             else:
                 slot[w][2].append(labels[pos])
 

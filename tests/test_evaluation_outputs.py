@@ -80,7 +80,7 @@ def test_train_log_card_and_tracker_summary_show_the_errors(tiny_run: Path) -> N
     assert "SemEval-2013 F1: strict" in log and "sub-word F1" in log
     card = (tiny_run / "README.md").read_text(encoding="utf-8")
     assert "| Entity type | correct | wrong type | wrong boundary | wrong both | missed | spurious |" in card
-    assert "Sub-word F1 (validation " in card and "tutorial's (test 0.967)" in card
+    assert "Sub-word F1 (validation " in card and "mBERT: test 0.967" in card
     results = json.loads((tiny_run / "metrics.json").read_text())
     summary = RunResults(**{k: results.get(k) for k in RunResults.__dataclass_fields__}).summary()
     assert summary["test/errors/missed"] == results["test"]["errors"]["overall"]["missed"]
