@@ -132,3 +132,12 @@ def test_compare_refuses_different_data(tiny_run: Path, tmp_path: Path, capsys) 
     assert "not the same sentences" in capsys.readouterr().err
     assert evaluate_main(["--compare", str(tiny_run), str(tmp_path / "nothing")]) == 2
     assert "no such run directory" in capsys.readouterr().err
+
+
+def test_validation_predictions_are_the_best_checkpoints(tiny_run: Path, tmp_path: Path) -> None:
+    """The saved model is the best checkpoint: scoring it again predicts exactly the run's validation file
+    (which training took from the evaluation that picked that checkpoint, not from a second pass)."""
+    out = tmp_path / "validation"
+    assert evaluate_main(["--model", str(tiny_run), "--split", "validation", "--output-dir", str(out)]) == 0
+    again = (out / "predictions" / "validation.conll").read_text(encoding="utf-8")
+    assert again == (tiny_run / "predictions" / "validation.conll").read_text(encoding="utf-8")

@@ -58,9 +58,10 @@ class NerTrainer(Trainer):
         self.label_names = label_names
         self.strict_iob2 = strict_iob2
         self.train_sampling = train_sampling
-        # global step -> (scores and predictions, seconds) of each validation pass in this process, so
-        # the best checkpoint's scores and predictions are not computed a second time after training.
-        self.eval_history: dict[int, tuple[ScoredSplit, float]] = {}
+        # global step -> (metrics, seconds) of each validation pass in this process, so the best
+        # checkpoint's scores are not computed a second time after training; and its predictions.
+        self.eval_history: dict[int, tuple[dict[str, Any], float]] = {}
+        self.eval_predictions: dict[int, list[list[int]]] = {}
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -93,8 +94,9 @@ class NerTrainer(Trainer):
         start = time.perf_counter()
         scored = self.score("validation")
         seconds = time.perf_counter() - start
-        self.eval_history[self.state.global_step] = (scored, seconds)
         metrics = scored.metrics
+        self.eval_history[self.state.global_step] = (metrics, seconds)
+        self.eval_predictions[self.state.global_step] = scored.predicted
         f1, precision, recall = (metrics[f"overall_{k}"] for k in ("f1", "precision", "recall"))
         where = f"epoch {self.state.epoch or 0.0:.2f} step {self.state.global_step}"
         log.info("%s: validation F1 %.4f (precision %.4f, recall %.4f)", where, f1, precision, recall)
@@ -111,8 +113,8 @@ class NerTrainer(Trainer):
         best = self.state.best_model_checkpoint
         step = int(str(best).rsplit("-", 1)[-1]) if best else self.state.global_step
         if step in self.eval_history:
-            scored, seconds = self.eval_history[step]
-            return ScoredSplit(dict(scored.metrics), scored.predicted), seconds
+            metrics, seconds = self.eval_history[step]
+            return ScoredSplit(dict(metrics), self.eval_predictions[step]), seconds
         start = time.perf_counter()
         scored = self.score("validation")
         return scored, time.perf_counter() - start
