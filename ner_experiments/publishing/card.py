@@ -168,6 +168,30 @@ def _table(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _error_table(metrics: dict[str, Any]) -> str:
+    """The entities of a split by outcome (docs/evaluation.md), one row per type and overall."""
+    from ner_experiments.entity_errors import ERROR_KINDS
+
+    errors = metrics["errors"]
+    lines = [
+        "| Entity type | " + " | ".join(k.replace("_", " ") for k in ERROR_KINDS) + " |",
+        "|---|" + "---:|" * len(ERROR_KINDS),
+    ]
+    for name, counts in [*errors["per_type"].items(), ("**overall**", errors["overall"])]:
+        lines.append(f"| {name} | " + " | ".join(str(counts[k]) for k in ERROR_KINDS) + " |")
+    return "\n".join(lines)
+
+
+def _error_section(results: dict[str, Any]) -> dict[str, Any] | None:
+    split = next((s for s in ("test", "validation") if "errors" in (results.get(s) or {})), None)
+    if split is None:
+        return None
+    subword = {
+        s: results[s]["subword_f1"] for s in ("validation", "test") if "subword_f1" in (results.get(s) or {})
+    }
+    return {"split": split, "table": _error_table(results[split]), "subword": subword}
+
+
 def _duration(seconds: Any) -> str:
     if not isinstance(seconds, int | float):
         return "unknown"
@@ -248,6 +272,7 @@ def card_context(
         "labels_text": ", ".join(run.get("label_names") or []) or "see config.json",
         "random_init": _get(cfg, "model.source") == "tiny" or bool(run.get("random_init_model")),
         "score_tables": tables,
+        "errors": _error_section(results),
         "ref": model_ref or repo_id or "path/to/run/model",
         "example": widgets[0]
         if widgets

@@ -2,7 +2,8 @@
 
     ner-publish outputs/2026-11-24/12-00-00_xyz --repo-id me/bengali-ner [--private] [--dry-run]
     ner-predict --model outputs/2026-11-24/12-00-00_xyz "সিডনি ক্রিকেট গ্রাউন্ড"   (or --input file.txt)
-    ner-evaluate --model me/bengali-ner --split test dataset=wikiann_bn
+    ner-evaluate --model me/bengali-ner --split test dataset=wikiann_bn [--show-errors 3]
+    ner-evaluate --compare RUN_A RUN_B [--split test]
 
 A user error prints ``error: <one line>`` on stderr and exits with code 2.
 """
@@ -235,8 +236,25 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
         "dataset.max_eval_samples=500. Without dataset=..., a run's own data set is used.",
     )
     p.add_argument("overrides", nargs="*", help="Hydra-style config overrides (key=value)")
-    p.add_argument("--model", required=True, help="a run directory, a model folder, or a Hub id")
+    p.add_argument("--model", help="a run directory, a model folder, or a Hub id")
     p.add_argument("--split", default="test", choices=("train", "validation", "test"))
+    p.add_argument(
+        "--show-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print N example sentences of each kind of error, gold and predicted entities bracketed",
+    )
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="compare two runs (or evaluation folders, or predictions .conll files) on --split from their "
+        "predictions files: scores and errors side by side, and a paired bootstrap of the F1 difference",
+    )
+    p.add_argument(
+        "--examples", type=int, default=3, metavar="N", help="--compare: example sentences shown (default 3)"
+    )
     p.add_argument(
         "--output-dir",
         type=Path,
@@ -250,14 +268,38 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ner_experiments.errors import ConfigError
+
+    if args.show_errors < 0 or args.examples < 0:
+        raise ConfigError("--show-errors and --examples take a number of sentences, 0 or more, e.g. 3")
+    if args.compare:
+        from ner_experiments.publishing.error_report import compare_runs
+
+        if args.model or args.overrides:
+            raise ConfigError("--compare reads two runs' predictions files: give no --model or overrides")
+        print(compare_runs(*args.compare, split=args.split, examples=args.examples))
+        return 0
+    if not args.model:
+        raise ConfigError("no model given: use --model RUN_DIR (or --compare RUN_A RUN_B)")
     from ner_experiments.publishing.evaluate import evaluate_saved_model
 
     result = evaluate_saved_model(
         args.model, args.overrides, args.split, args.output_dir, args.batch_size, args.device
     )
     print(result.table)
+    if args.show_errors:
+        from ner_experiments.predictions_file import read_predictions
+        from ner_experiments.publishing.error_report import format_error_examples
+
+        print()
+        print(
+            format_error_examples(
+                read_predictions(result.predictions_file), args.show_errors, result.strict_iob2
+            )
+        )
     print(
-        f"results: {result.output_dir}/metrics.json, confusion matrix: {result.output_dir}/confusion_matrix.png"
+        f"results: {result.output_dir}/metrics.json, predictions: {result.predictions_file}, "
+        f"confusion matrix: {result.output_dir}/confusion_matrix.png"
     )
     return 0
 

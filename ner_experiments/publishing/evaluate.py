@@ -5,9 +5,9 @@ dataset.max_eval_samples=100``); without a ``dataset=`` override, a model saved 
 its own training data set, with ``dataset.<key>=value`` overrides applied to the data set config as it
 was composed (so ``dataset.language=de`` also changes the keys derived from it). Features, prediction
 and scoring are training's own (:mod:`ner_experiments.features`, :mod:`ner_experiments.evaluation`;
-one prediction pass also feeds the confusion matrix). Writes ``metrics.json`` (same shape as a
-training run's), ``confusion_matrix.json`` and ``confusion_matrix.png`` into a new folder: an earlier
-evaluation is never overwritten.
+one prediction pass also feeds the confusion matrix and the predictions file). Writes ``metrics.json``
+(same shape as a training run's), ``predictions/<split>.conll``, ``confusion_matrix.json`` and
+``confusion_matrix.png`` into a new folder: an earlier evaluation is never overwritten.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ner_experiments.entity_errors import format_error_table
 from ner_experiments.errors import ConfigError, DataError
 from ner_experiments.metrics import format_metrics_table
+from ner_experiments.predictions_file import predictions_path, write_predictions
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class EvaluationResult:
     confusion: dict[str, Any]
     output_dir: Path
     table: str
+    predictions_file: Path
+    strict_iob2: bool = False
 
 
 def compose_eval_config(overrides: list[str], training_config: DictConfig | None = None) -> DictConfig:
@@ -124,22 +128,27 @@ def evaluate_saved_model(
     cfg = compose_eval_config(list(overrides or []), model.training_config)
     validate_config(cfg)
     data = load_ner_data(cfg.dataset, cfg.paths.cache_dir)
-    metrics, confusion = _score_split(model, data, split, cfg, batch_size, show_progress)
+    metrics, confusion, predicted = _score_split(model, data, split, cfg, batch_size, show_progress)
     out_dir = Path(output_dir) if output_dir else default_output_dir(model_ref, model_dir, cfg, split)
     results = {split: metrics, "run": _run_record(model, data, cfg, split, overrides, started)}
+    predictions_file = predictions_path(out_dir, split)
+    write_predictions(predictions_file, data.splits[split]["tokens"], *predicted)
     _write_results(
         out_dir, results, confusion, f"{_model_name(model, model_dir)} on {cfg.dataset.name} {split}"
     )
     table = format_metrics_table(f"{split} ({metrics['num_sentences']} sentences, {data.source})", metrics)
-    return EvaluationResult(results, confusion, out_dir, table)
+    table += "\n\n" + format_error_table("entities by outcome (docs/evaluation.md)", metrics["errors"])
+    strict = bool(cfg.metrics.strict_iob2)
+    return EvaluationResult(results, confusion, out_dir, table, predictions_file, strict)
 
 
 def _score_split(
     model: Any, data: Any, split: str, cfg: DictConfig, batch_size: int | None, show_progress: bool
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Word-level metrics and the entity-type confusion of one split, from one prediction pass."""
+) -> tuple[dict[str, Any], dict[str, Any], tuple[list[list[str]], list[list[str]]]]:
+    """Word-level metrics, the entity-type confusion and the gold and predicted tags of one split, from
+    one prediction pass."""
     from ner_experiments.data.contract import NerData
-    from ner_experiments.evaluation import feature_columns, predict_word_labels, score_predictions
+    from ner_experiments.evaluation import feature_columns, predict_split, score_predictions
     from ner_experiments.features import FeatureSettings
     from ner_experiments.features.build import build_features
     from ner_experiments.publishing.confusion import entity_confusion
@@ -152,17 +161,16 @@ def _score_split(
     )
     pad_id = getattr(model.tokenizer, "pad_token_id", 0) or 0
     bs = batch_size or int(cfg.trainer.per_device_eval_batch_size)
-    predicted, _ = predict_word_labels(
+    predicted = predict_split(
         model.model, columns, [len(t) for t in gold], bs, pad_id, show_progress, f"evaluate {split}"
     )
     names = model.label_names
-    metrics = score_predictions(gold, predicted, names, columns, strict_iob2=bool(cfg.metrics.strict_iob2))
-    confusion = entity_confusion(
-        [[names[t] for t in tags] for tags in gold],
-        [[names[t] for t in tags] for tags in predicted],
-        sorted({n[2:] for n in names if n != "O"}),
-    )
-    return metrics, confusion
+    strict = bool(cfg.metrics.strict_iob2)
+    metrics = score_predictions(gold, predicted.labels, names, columns, strict, predicted.pieces)
+    gold_tags = [[names[t] for t in tags] for tags in gold]
+    predicted_tags = [[names[t] for t in tags] for tags in predicted.labels]
+    confusion = entity_confusion(gold_tags, predicted_tags, sorted({n[2:] for n in names if n != "O"}))
+    return metrics, confusion, (gold_tags, predicted_tags)
 
 
 def _run_record(model: Any, data: Any, cfg: DictConfig, split: str, overrides: Any, started: float) -> dict:
@@ -176,6 +184,7 @@ def _run_record(model: Any, data: Any, cfg: DictConfig, split: str, overrides: A
         "language": data.language,
         "label_names": model.label_names,
         "max_length": model.max_length,
+        "strict_iob2": bool(cfg.metrics.strict_iob2),
         "hardware": describe_hardware(),
         "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 1),

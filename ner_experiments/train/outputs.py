@@ -47,13 +47,17 @@ class RunResults:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def summary(self) -> dict[str, float]:
-        """Overall scores as ``validation/overall_f1``... for the tracker's run summary."""
-        return {
-            f"{split}/{k}": scores[k]
-            for split, scores in (("validation", self.validation), ("test", self.test))
-            if scores
-            for k in OVERALL_KEYS
-        }
+        """Overall scores as ``validation/overall_f1``..., ``subword_f1`` and the error counts
+        (``test/errors/missed``...) for the tracker's run summary."""
+        from ner_experiments.entity_errors import summary_values
+
+        out = {}
+        for split, scores in (("validation", self.validation), ("test", self.test)):
+            if scores:
+                out.update({f"{split}/{k}": scores[k] for k in (*OVERALL_KEYS, "subword_f1") if k in scores})
+                if "errors" in scores:
+                    out.update(summary_values(scores["errors"], split))
+        return out
 
 
 def objective_value(objective: str, scores: dict[str, Any]) -> float:
@@ -119,9 +123,13 @@ def save_run(trainer: Any, tokenizer: Any, cfg: DictConfig, run_dir: Path, resul
 
 
 def log_score_tables(cfg: DictConfig, results: RunResults, run_dir: Path) -> None:
+    from ner_experiments.entity_errors import format_error_table
+
     for split, scores in (("validation", results.validation), ("test", results.test)):
         if scores:
             log.info("\n%s", format_metrics_table(f"{split} ({scores['num_sentences']} sentences)", scores))
+            if "errors" in scores:
+                log.info("\n%s", format_error_table(f"{split} entities by outcome", scores["errors"]))
     log.info("objective %s = %.4f; run dir: %s", cfg.objective, results.objective["value"], run_dir)
     if cfg.model.source == "tiny":
         log.info(

@@ -1,8 +1,9 @@
 """One training run: set-up → fit → evaluate → save. ``train.py`` calls :func:`run_training`.
 
 A run writes into its directory: ``config.yaml`` (the resolved config), ``train.log``, ``checkpoints/``
-(while training, for resume), ``model/`` (the best model as safetensors, its tokenizer and the composed
-config), ``README.md`` (the model card) and, last, ``metrics.json``.
+(while training, for resume), ``predictions/validation.conll`` and ``test.conll`` (from the passes that
+scored them), ``model/`` (the best model as safetensors, its tokenizer and the composed config),
+``README.md`` (the model card) and, last, ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ner_experiments.config import to_plain_dict
 from ner_experiments.data.check import labels_seen_in_training
 from ner_experiments.data.contract import NerData
 from ner_experiments.model import load_for_training
+from ner_experiments.predictions_file import write_split_predictions
 from ner_experiments.tracking import Tracker
 from ner_experiments.train.fit import build_trainer, raise_if_pruned
 from ner_experiments.train.outputs import RunResults, objective_value, run_record, save_run, widget_examples
@@ -55,10 +57,13 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         except optuna.TrialPruned:
             state = "pruned"  # stopped by the sweep's pruner: a success, not a failure, for the tracker
             raise
-        results = evaluate_run(cfg, ctx, trainer, data, features, throughput.summary())
+        results, predicted = evaluate_run(cfg, ctx, trainer, data, features, throughput.summary())
         results.run["wandb_url"] = tracker.url
         tracker.summary(results.summary())
         if ctx.is_main:
+            for split, labels in predicted.items():
+                tokens, gold = data.splits[split]["tokens"], features.eval_sets[split].gold
+                write_split_predictions(ctx.run_dir, split, tokens, gold, labels, data.label_names)
             save_run(trainer, tokenizer, cfg, ctx.run_dir, results)
         state = "finished"
         return float(results.objective["value"])
@@ -74,15 +79,18 @@ def evaluate_run(
     data: NerData,
     features: RunFeatures,
     throughput: dict[str, Any],
-) -> RunResults:
-    """Score the best model on validation (reused from training's evaluation) and test."""
-    validation, validation_s = trainer.score_best_validation()
+) -> tuple[RunResults, dict[str, list[list[int]]]]:
+    """Score the best model on validation (reused from training's evaluation) and test; the results and
+    the word-level label ids predicted per split, from the same passes."""
+    scored = {}
+    scored["validation"], validation_s = trainer.score_best_validation()
     eval_seconds = {"validation": round(validation_s, 3)}
-    test = None
     if cfg.run_test:
         start = time.perf_counter()
-        test = trainer.score("test")
+        scored["test"] = trainer.score("test")
         eval_seconds["test"] = round(time.perf_counter() - start, 3)
+    validation = scored["validation"].metrics
+    test = scored["test"].metrics if "test" in scored else None
     value = objective_value(cfg.objective, {"validation": validation, "test": test})
     state = trainer.state
     train = {
@@ -108,4 +116,5 @@ def evaluate_run(
         "widget_examples": widget_examples(test_split["tokens"], test_split["tags"], data.label_names),
     }
     run = run_record(cfg, ctx, data, features.settings["validation"].max_length, extra)
-    return RunResults(validation, test, {"name": cfg.objective, "value": value}, train, speed, run)
+    results = RunResults(validation, test, {"name": cfg.objective, "value": value}, train, speed, run)
+    return results, {split: s.predicted for split, s in scored.items()}

@@ -14,7 +14,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import Trainer
 
-from ner_experiments.evaluation import evaluate_split
+from ner_experiments.evaluation import ScoredSplit, predict_and_score
 from ner_experiments.features.build import read_columns
 from ner_experiments.sampling import LengthBucketSampler
 
@@ -34,6 +34,8 @@ class EvalSet:
 def flatten_metrics(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     """``{"overall_f1": .9, "per_type": {"PER": {"f1": .8}}}`` → ``{"eval_overall_f1": .9, "eval_PER_f1": .8}``."""
     flat = {f"{prefix}_{k}": float(metrics[k]) for k in OVERALL_KEYS}
+    if "subword_f1" in metrics:
+        flat[f"{prefix}_subword_f1"] = float(metrics["subword_f1"])
     for kind, row in metrics.get("per_type", {}).items():
         flat[f"{prefix}_{kind}_f1"] = float(row["f1"])
     return flat
@@ -57,8 +59,9 @@ class NerTrainer(Trainer):
         self.strict_iob2 = strict_iob2
         self.train_sampling = train_sampling
         # global step -> (metrics, seconds) of each validation pass in this process, so the best
-        # checkpoint's scores are not computed a second time after training.
+        # checkpoint's scores are not computed a second time after training; and its predictions.
         self.eval_history: dict[int, tuple[dict[str, Any], float]] = {}
+        self.eval_predictions: dict[int, list[list[int]]] = {}
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -70,10 +73,10 @@ class NerTrainer(Trainer):
             seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
         )
 
-    def score(self, split: str) -> dict[str, Any]:
-        """Word-level metrics of the current model on ``validation`` or ``test``."""
+    def score(self, split: str) -> ScoredSplit:
+        """Word-level metrics of the current model on ``validation`` or ``test``, and its predictions."""
         eval_set = self.eval_sets[split]
-        return evaluate_split(
+        return predict_and_score(
             self.model,
             eval_set.features,
             eval_set.gold,
@@ -89,9 +92,11 @@ class NerTrainer(Trainer):
         self, eval_dataset: Any = None, ignore_keys: Any = None, metric_key_prefix: str = "eval"
     ) -> dict[str, float]:
         start = time.perf_counter()
-        metrics = self.score("validation")
+        scored = self.score("validation")
         seconds = time.perf_counter() - start
+        metrics = scored.metrics
         self.eval_history[self.state.global_step] = (metrics, seconds)
+        self.eval_predictions[self.state.global_step] = scored.predicted
         f1, precision, recall = (metrics[f"overall_{k}"] for k in ("f1", "precision", "recall"))
         where = f"epoch {self.state.epoch or 0.0:.2f} step {self.state.global_step}"
         log.info("%s: validation F1 %.4f (precision %.4f, recall %.4f)", where, f1, precision, recall)
@@ -101,14 +106,15 @@ class NerTrainer(Trainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, flat)
         return flat
 
-    def score_best_validation(self) -> tuple[dict[str, Any], float]:
-        """Validation metrics of the model training ended with (the best checkpoint) and the seconds the
-        pass took: reused from the evaluation that chose it when this process ran it, else computed."""
+    def score_best_validation(self) -> tuple[ScoredSplit, float]:
+        """Validation metrics and predictions of the model training ended with (the best checkpoint) and
+        the seconds the pass took: reused from the evaluation that chose it when this process ran it,
+        else computed."""
         best = self.state.best_model_checkpoint
         step = int(str(best).rsplit("-", 1)[-1]) if best else self.state.global_step
         if step in self.eval_history:
             metrics, seconds = self.eval_history[step]
-            return dict(metrics), seconds
+            return ScoredSplit(dict(metrics), self.eval_predictions[step]), seconds
         start = time.perf_counter()
-        metrics = self.score("validation")
-        return metrics, time.perf_counter() - start
+        scored = self.score("validation")
+        return scored, time.perf_counter() - start
