@@ -24,6 +24,8 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 EVAL_STRATEGIES = ("epoch", "steps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAMPLING_STRATEGIES = ("random", "group_by_length", "length_buckets")
+# The scores every evaluation produces that ``objective`` may name (metrics.json has them per split).
+OBJECTIVE_METRICS = ("overall_f1", "overall_precision", "overall_recall", "overall_accuracy")
 
 
 @dataclass
@@ -193,7 +195,8 @@ class TrainConfig:
     # First sub-word of a word carries its label (others ignored) unless true: then continuation
     # pieces get the I- form of the word's tag. Evaluation is at word level either way.
     label_all_subwords: bool = False
-    # What train.py returns to a sweeper: "<split>.<metric>", e.g. validation.overall_f1.
+    # What train.py returns to a sweeper: "<split>.<metric>", e.g. validation.overall_f1; the metric is
+    # one of OBJECTIVE_METRICS, and a test.* objective needs run_test=true (checked at start-up).
     objective: str = "validation.overall_f1"
     # Continue a crashed or killed run: "true"/"latest" finds the newest unfinished run with the same
     # overrides under paths.output_dir; or give the run directory itself.
@@ -232,13 +235,28 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
     _choice("trainer.train_sampling", c.trainer.train_sampling, SAMPLING_STRATEGIES)
     _check_trainer(c.trainer)
     _check_data_and_model(c.dataset, c.model)
-    split, _, metric = str(c.objective).partition(".")
-    if split not in ("validation", "test") or not metric:
+    _check_objective(str(c.objective), bool(c.run_test))
+    if c.paths.output_dir is None or not str(c.paths.output_dir).strip():
         raise ConfigError(
-            f"objective={c.objective!r} is not valid: use <validation|test>.<metric>, e.g. validation.overall_f1"
+            "paths.output_dir is empty: give the folder runs are written under, e.g. paths.output_dir=outputs"
         )
     if c.hub.push and not c.hub.repo_id:
         raise ConfigError("hub.push=true needs hub.repo_id, e.g. hub.repo_id=your-name/bengali-ner")
+
+
+def _check_objective(objective: str, run_test: bool) -> None:
+    """The objective must name a score the run will produce: a split it evaluates and an overall metric."""
+    split, _, metric = objective.partition(".")
+    if split not in ("validation", "test") or metric not in OBJECTIVE_METRICS:
+        raise ConfigError(
+            f"objective={objective} is not a metric a run produces: use <validation|test>.<metric> with "
+            f"<metric> one of {', '.join(OBJECTIVE_METRICS)}, e.g. objective=validation.overall_f1"
+        )
+    if split == "test" and not run_test:
+        raise ConfigError(
+            f"objective={objective} needs the test scores but run_test=false skips the test split: "
+            f"set run_test=true, or use objective=validation.{metric}"
+        )
 
 
 def _check_trainer(t: Any) -> None:
