@@ -42,6 +42,10 @@ def run_task(cfg: DictConfig) -> float:
     code 2, and a run that failed before training leaves no run dir behind; under a multirun the error
     is raised instead, so the sweeper records the failure.
     """
+    from ner_experiments.stopping import disk_full_error, install_signal_handlers
+
+    if not _in_multirun():
+        install_signal_handlers()  # SIGTERM/SIGINT: a clean stop with a checkpoint and the resume command
     try:
         validate_config(cfg)  # fail fast: a bad value is reported before the slow torch/transformers imports
         from ner_experiments.publishing.push import check_push_possible
@@ -50,12 +54,22 @@ def run_task(cfg: DictConfig) -> float:
         from ner_experiments.train import run_training
 
         return run_training(cfg)
-    except NerExperimentError as err:
-        if _in_multirun():
+    except Exception as raised:
+        err = raised if isinstance(raised, NerExperimentError) else disk_full_error(raised)
+        if err is None or _in_multirun():
             raise
+        _write_to_run_log(f"{err.prefix}: {err}")
         _remove_unfinished_start()
         print(f"{err.prefix}: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def _write_to_run_log(line: str) -> None:
+    """The line the run ends with, in train.log too (it is printed on stderr, not logged)."""
+    record = logging.LogRecord("ner_experiments", logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _remove_unfinished_start() -> None:
@@ -195,7 +209,9 @@ def check_output_dir(output_dir: str | None, key: str = "paths.output_dir") -> N
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        _refuse(f"{key}={output_dir} cannot be written ({reason}): give a folder you can write to, e.g. {example}")
+        _refuse(
+            f"{key}={output_dir} cannot be written ({reason}): give a folder you can write to, e.g. {example}"
+        )
 
 
 def claim_hydra_run_dir(run_dir: str) -> None:
@@ -227,7 +243,9 @@ def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:
     hydra_main = hydra.main(config_path=str(config_dir), config_name="train", version_base="1.3")(run_task)
 
     def main() -> Any:
-        for arg in sys.argv[1:]:
+        # With -sc/--shell-completion the words after it are completion commands (install=bash), not keys.
+        completing = bool({"-sc", "--shell-completion"} & set(sys.argv[1:]))
+        for arg in [] if completing else sys.argv[1:]:
             message = unknown_key_message(arg)
             if message:
                 print(f"error: {message}", file=sys.stderr)

@@ -24,6 +24,7 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 EVAL_STRATEGIES = ("epoch", "steps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAMPLING_STRATEGIES = ("random", "group_by_length", "length_buckets")
+PROGRESS_BARS = ("auto", "on", "off")
 # The scores every evaluation produces that ``objective`` may name (metrics.json has them per split).
 OBJECTIVE_METRICS = ("overall_f1", "overall_precision", "overall_recall", "overall_accuracy")
 
@@ -58,6 +59,9 @@ class DatasetConfig:
     max_eval_samples: int | None = None  # same for validation and test
     license: str | None = None  # for the model card
     hub_dataset_id: str | None = None  # the Hub id the card's `datasets:` field names
+    # The data set's name as people know it, for the card's model-index (e.g. "WikiANN"); null: the Hub
+    # id, else the data folder's name, else `name`.
+    pretty_name: str | None = None
 
 
 @dataclass
@@ -80,6 +84,9 @@ class ModelConfig:
     source: str = "hub"  # hub | local | tiny
     name_or_path: str | None = None  # Hub id (source=hub) or folder (source=local)
     revision: str = "main"
+    # The Hub id a local model (source=local) was fine-tuned from, e.g. bert-base-cased: the model card's
+    # base_model. Hub models (source=hub) are their own base; null for a local model leaves it out.
+    base_model: str | None = None
     # Longest input in sub-word pieces, special tokens included; longer sentences are split into
     # overlapping windows. null = the tokenizer's model_max_length, capped at 512.
     max_length: int | None = None
@@ -122,6 +129,8 @@ class TrainerConfig:
     torch_compile: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False  # force CPU even when a GPU is present
+    # auto | on | off ; auto = progress bars when the output is a terminal, none in a SLURM/nohup log
+    progress_bars: str = "auto"
 
 
 @dataclass
@@ -233,6 +242,7 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
     _choice("trainer.eval_strategy", c.trainer.eval_strategy, EVAL_STRATEGIES)
     _choice("trainer.precision", c.trainer.precision, PRECISIONS)
     _choice("trainer.train_sampling", c.trainer.train_sampling, SAMPLING_STRATEGIES)
+    _choice("trainer.progress_bars", c.trainer.progress_bars, PROGRESS_BARS)
     _check_trainer(c.trainer)
     _check_data_and_model(c.dataset, c.model)
     _check_objective(str(c.objective), bool(c.run_test))
@@ -308,6 +318,11 @@ def _check_data_and_model(d: Any, m: Any) -> None:
     if m.source in ("hub", "local") and not m.name_or_path:
         raise ConfigError(
             f"model.name_or_path is not set: model.source={m.source} needs a Hub id or a folder"
+        )
+    if m.base_model and (m.base_model.startswith(("/", "~", ".")) or m.base_model.count("/") > 1):
+        raise ConfigError(
+            f"model.base_model={m.base_model} is not a Hub id: give the id the local model was fine-tuned "
+            "from, e.g. model.base_model=bert-base-multilingual-cased"
         )
     if m.source == "local" and not Path(m.name_or_path).is_dir():
         raise ConfigError(

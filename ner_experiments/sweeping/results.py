@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ner_experiments.redaction import redact
 from ner_experiments.sweeping.search_space import format_param, short_name
 from ner_experiments.tracking import resolve_wandb_mode
 
@@ -57,7 +58,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def write_results(study: optuna.Study, out: Path, plots: bool) -> dict[str, Any]:
     """Write ``trials.csv``, ``best.json`` and plots to ``out``, print the table; return the best-trial summary."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = trial_rows(study)
+    rows = redact(trial_rows(study))
     with open(out / "trials.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
@@ -72,7 +73,7 @@ def write_results(study: optuna.Study, out: Path, plots: bool) -> dict[str, Any]
         "best_user_attrs": best.user_attrs if best else None,  # output_dir: its run dir, with the model
         "n_trials": {s.name: sum(t.state == s for t in study.trials) for s in TrialState},
     }
-    (out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "best.json").write_text(json.dumps(redact(summary), indent=2) + "\n")
     if plots and best:
         write_plots(study, out)
     best_line = "no trial COMPLETE yet"

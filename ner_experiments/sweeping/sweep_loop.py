@@ -30,7 +30,7 @@ from ner_experiments.sweeping.search_space import (
     short_name,
     trial_overrides,
 )
-from ner_experiments.sweeping.study import Heartbeats, SweepStudy
+from ner_experiments.sweeping.study import STORAGE_ENV, Heartbeats, SweepStudy
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class SweepLoop:
         gpus = visible_gpus() if use_gpus else []
         self.gpus = gpus if len(gpus) >= 2 else []
         self.heartbeats = Heartbeats(sweep.storage, settings.heartbeat_interval)
+        os.environ[STORAGE_ENV] = sweep.storage_url  # inherited by every launcher's trial processes
         self.job_idx = 0
         self.failures: list[str] = []
         self._waiting_for = 0
@@ -132,7 +133,8 @@ class SweepLoop:
         """The overrides of one trial's job: fixed and sampled values first, then the sweep's plumbing."""
         name = str(self.s.study_name)
         overrides = trial_overrides(self.sweep.space, trial.params) + [
-            f"optuna.storage={_quote(self.sweep.storage_url)}",
+            # The URL (with its password) reaches the trial through the environment, never its config.
+            f"optuna.storage=${{oc.env:{STORAGE_ENV}}}",
             f"optuna.study_name={_quote(name)}",
             f"optuna.trial_number={trial.number}",
             f"optuna.heartbeat_interval={self.s.heartbeat_interval or 'null'}",
