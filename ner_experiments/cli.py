@@ -58,15 +58,15 @@ def run_task(cfg: DictConfig) -> float:
         err = raised if isinstance(raised, NerExperimentError) else disk_full_error(raised)
         if err is None or _in_multirun():
             raise
-        _write_to_run_log(f"{err.prefix}: {err}")
+        _write_to_run_log(f"{err.prefix}: {err}", logging.ERROR if err.prefix == "error" else logging.WARNING)
         _remove_unfinished_start()
         print(f"{err.prefix}: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
 
 
-def _write_to_run_log(line: str) -> None:
+def _write_to_run_log(line: str, level: int) -> None:
     """The line the run ends with, in train.log too (it is printed on stderr, not logged)."""
-    record = logging.LogRecord("ner_experiments", logging.ERROR, __file__, 0, line, None, None)
+    record = logging.LogRecord("ner_experiments", level, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.FileHandler):
             handler.handle(record)
