@@ -77,7 +77,7 @@ def _remove_unfinished_start() -> None:
     that existed before the launch (``hydra.run.dir`` given) is left, only its lock goes."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ner_experiments.run_dirs import CHECKPOINTS_DIR, METRICS_FILE, remove_run_dir
+    from ner_experiments.run_dirs import METRICS_FILE, latest_checkpoint, remove_run_dir
     from ner_experiments.run_lock import release_run_dir
 
     if not HydraConfig.initialized() or int(os.environ.get("RANK", "0")) != 0:
@@ -87,7 +87,7 @@ def _remove_unfinished_start() -> None:
     if (
         run_dir.resolve() not in _EXISTING_RUN_DIRS
         and run_dir.is_dir()
-        and not (run_dir / CHECKPOINTS_DIR).exists()
+        and latest_checkpoint(run_dir) is None  # an empty checkpoints/ (the Trainer makes it) is no result
         and not (run_dir / METRICS_FILE).exists()
     ):
         logging.shutdown()  # close train.log before its folder goes
