@@ -354,7 +354,12 @@ def test_fix_refuses_a_folder_with_files_unless_forced(tmp_path):
     )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     fix_files(cfg, out, None, force=True)
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "test.conll", "train.conll", "validation.conll"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt",
+        "test.conll",
+        "train.conll",
+        "validation.conll",
+    ]
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine\n"
 
 
