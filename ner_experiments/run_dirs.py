@@ -142,7 +142,9 @@ def remove_run_dir(run_dir: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file (temp file + rename)."""
+    """Write JSON so that a reader never sees a half-written file (temp file + rename); secrets redacted."""
+    from ner_experiments.redaction import redact
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(redact(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)

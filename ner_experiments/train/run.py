@@ -69,7 +69,8 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         results.run["framework_versions"] = framework_versions()
         timer.lap("evaluation")
         hparams = hparams_of(tracker.config, overrides)
-        test_scalars = flatten_metrics(results.test, "test") if results.test else {}
+        test = flatten_metrics(results.test, "test") if results.test else {}
+        test_scalars = {f"test/{k.removeprefix('test_')}": v for k, v in test.items()}
         tracker.summary(results.summary(), hparams, test_scalars, trainer.state.global_step)
         if ctx.is_main:
             save_run(trainer, tokenizer, cfg, ctx.run_dir, results)

@@ -26,7 +26,7 @@ from ner_experiments.features.build import (
     read_columns,
 )
 from ner_experiments.hardware import configure_torch_for_speed, resolve_precision
-from ner_experiments.redaction import redacted_config
+from ner_experiments.redaction import redact_text, redacted_config
 from ner_experiments.run_dirs import find_run_to_resume, log_to_run_dir
 from ner_experiments.run_lock import claim_run_dir
 from ner_experiments.train.trainer import EvalSet
@@ -65,8 +65,9 @@ def hydra_overrides() -> list[str]:
 
 def default_run_name(cfg: DictConfig) -> str:
     t = cfg.trainer
-    return cfg.logger.run_name or (
-        f"{cfg.model.name}-{cfg.dataset.name}-lr{t.learning_rate:g}-ep{t.num_train_epochs:g}"
+    return redact_text(
+        cfg.logger.run_name
+        or f"{cfg.model.name}-{cfg.dataset.name}-lr{t.learning_rate:g}-ep{t.num_train_epochs:g}"
     )
 
 
