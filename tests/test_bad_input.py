@@ -175,6 +175,19 @@ CASES: dict[str, Case] = {
         _file_where_a_folder_should_be,
         output_dir="{data}/a_file/outputs",
     ),
+    "local_model_folder_missing": Case(
+        ["model=local", "model.name_or_path={data}/missing"],
+        ["model.name_or_path=", "/missing is not a folder: give a saved model directory"],
+        _files,
+    ),
+    "resume_true_without_an_unfinished_run": Case(
+        ["resume=true"],
+        [
+            "resume=true: no unfinished run with a checkpoint and the same overrides under",
+            "start without resume",
+        ],
+        _files,
+    ),
     "model_folder_without_tokenizer": Case(
         ["model=local", "model.name_or_path={data}/model"],
         ["model folder", "/model has no tokenizer", "tokenizer.save_pretrained"],
