@@ -27,6 +27,7 @@ class StopCallback(TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         PROGRESS.run_dir = Path(args.output_dir).parent
+        PROGRESS.saved_step = -1  # a process may train more than once (tests, in-process sweeps)
         PROGRESS.max_steps = state.max_steps
         PROGRESS.step = state.global_step
         if model is not None:
