@@ -185,7 +185,8 @@ class OutputDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_output_dir(config.paths.output_dir)
-        claim_hydra_run_dir(str(config.hydra.run.dir))
+        given = any(str(o).startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra)
+        claim_hydra_run_dir(str(config.hydra.run.dir), given)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         check_output_dir(config.paths.output_dir)
@@ -214,21 +215,24 @@ def check_output_dir(output_dir: str | None, key: str = "paths.output_dir") -> N
         )
 
 
-def claim_hydra_run_dir(run_dir: str) -> None:
-    """``hydra.run.dir``: writable, not a finished run, not in use; then locked for this process."""
+def claim_hydra_run_dir(run_dir: str, given: bool = True) -> None:
+    """``hydra.run.dir``: writable, not a finished run, not in use; then locked for this process.
+
+    ``given``: set on the command line; such a folder that existed before is never deleted by a failed
+    start (a dated default dir another torchrun rank made first is this launch's own)."""
     from ner_experiments.run_dirs import METRICS_FILE
     from ner_experiments.run_lock import claim_run_dir
 
     folder = Path(run_dir).expanduser()
     existed = folder.is_dir()
     check_output_dir(run_dir, "hydra.run.dir")
-    if existed:
+    if existed and given:
         _EXISTING_RUN_DIRS.add(folder.resolve())
-        if (folder / METRICS_FILE).exists():
-            _refuse(
-                f"hydra.run.dir={run_dir} holds a finished run ({METRICS_FILE}), which this run would "
-                "overwrite: give a new folder, or leave hydra.run.dir out for a new dated one"
-            )
+    if existed and (folder / METRICS_FILE).exists():
+        _refuse(
+            f"hydra.run.dir={run_dir} holds a finished run ({METRICS_FILE}), which this run would "
+            "overwrite: give a new folder, or leave hydra.run.dir out for a new dated one"
+        )
     try:
         claim_run_dir(folder, "hydra.run.dir")
     except NerExperimentError as err:

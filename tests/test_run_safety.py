@@ -363,3 +363,16 @@ def test_a_full_disk_end_to_end(tmp_path, size, when):
             assert checkpoint_damage(run_dir / "checkpoints" / "checkpoint-1") is None
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_failed_start_never_deletes_a_hydra_run_dir_that_existed(tmp_path):
+    folder = tmp_path / "my-folder"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n", encoding="utf-8")
+    result = run_train(
+        *QUICK, f"hydra.run.dir={folder}", "trainer.learning_rate=0", cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 2
+    assert _one_line(result.stderr).startswith("error: trainer.learning_rate=0.0 must be greater than 0")
+    assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine\n"
+    assert not (folder / LOCK_FILE).exists()
