@@ -98,6 +98,14 @@ class TrainingLogCallback(TrainerCallback):
         self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
     ) -> None:
         logs = logs or {}
+        if state.is_world_process_zero and "train_loss" in logs:
+            log.info(
+                "training finished at step %d: mean training loss %.4f, %.1f s (%.3g samples/s)",
+                state.global_step,
+                float(logs["train_loss"]),
+                float(logs.get("train_runtime", 0.0)),
+                float(logs.get("train_samples_per_second", 0.0)),
+            )
         if not state.is_world_process_zero or "loss" not in logs:
             return
         parts = [f"loss {float(logs['loss']):.4f}"]
