@@ -75,7 +75,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _comparable(overrides: list[str]) -> list[str]:
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.")))
+    # Redacted as .hydra/overrides.yaml is (a password given on the command line is not saved there).
+    from ner_experiments.redaction import redact_text
+
+    return sorted(redact_text(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.")))
 
 
 def find_run_to_resume(resume: str, output_dir: Path, overrides: list[str]) -> Path:

@@ -142,3 +142,15 @@ def test_a_url_password_given_on_the_command_line_reaches_no_file_of_the_run(tmp
         assert REDACTED in (run_dir / name).read_text(), name
     assert "postgresql://optuna:<redacted>@db.example.org" in (run_dir / "train.log").read_text()
     assert json.loads((run_dir / "metrics.json").read_text())["objective"]["name"] == "validation.overall_f1"
+
+
+def test_resume_true_finds_a_run_whose_saved_overrides_were_redacted(tmp_path):
+    from ner_experiments.run_dirs import find_run_to_resume
+
+    override = f"logger.run_name=pg://u:{PASSWORD}@h/db"
+    run_dir = tmp_path / "2026-01-01" / "00-00-00_tiny-sample_bn"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([redact_text(override)]))
+    (run_dir / "checkpoints" / "checkpoint-4").mkdir(parents=True)
+    (run_dir / "checkpoints" / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    assert find_run_to_resume("true", tmp_path, [override, "resume=true"]) == run_dir
