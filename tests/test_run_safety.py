@@ -45,6 +45,15 @@ def _one_line(stderr: str) -> str:
     return lines[0]
 
 
+def _ends_with_one_line(stderr: str) -> str:
+    """After training has printed (library warnings included), the run ends with one line saying why."""
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    said = [line for line in lines if line.startswith(("error: ", "stopped: "))]
+    assert len(said) == 1 and lines[-1] == said[0], f"expected one closing line, got:\n{stderr[-3000:]}"
+    return said[0]
+
+
 def _wait_for(condition, what: str, timeout: float = 240, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -239,7 +248,7 @@ def test_sigterm_stops_at_a_step_with_a_checkpoint_and_prints_the_resume_command
     out, err = run.communicate(timeout=300)
 
     assert run.returncode == 128 + signal.SIGTERM
-    line = _one_line(err)
+    line = _ends_with_one_line(err)
     run_dir = only_run_dir(output_dir)
     step = int(line.split(" at step ")[1].split(" ")[0])
     assert 4 < step < 16
@@ -345,7 +354,7 @@ def test_a_full_disk_end_to_end(tmp_path, size, when):
             cwd=tmp_path,
         )
         assert result.returncode == 2, result.stderr[-3000:]
-        line = _one_line(result.stderr)
+        line = _one_line(result.stderr) if when == "before training" else _ends_with_one_line(result.stderr)
         assert looks_complete(output_dir) == []
         if when == "before training":
             assert line.startswith(f"error: not enough disk space for {output_dir}/")
