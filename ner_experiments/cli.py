@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import io
 import logging
 import os
 import sys
@@ -40,6 +42,10 @@ def run_task(cfg: DictConfig) -> float:
     code 2, and a run that failed before training leaves no run dir behind; under a multirun the error
     is raised instead, so the sweeper records the failure.
     """
+    from ner_experiments.stopping import disk_full_error, install_signal_handlers
+
+    if not _in_multirun():
+        install_signal_handlers()  # SIGTERM/SIGINT: a clean stop with a checkpoint and the resume command
     try:
         validate_config(cfg)  # fail fast: a bad value is reported before the slow torch/transformers imports
         from ner_experiments.publishing.push import check_push_possible
@@ -48,26 +54,40 @@ def run_task(cfg: DictConfig) -> float:
         from ner_experiments.train import run_training
 
         return run_training(cfg)
-    except NerExperimentError as err:
-        if _in_multirun():
+    except Exception as raised:
+        err = raised if isinstance(raised, NerExperimentError) else disk_full_error(raised)
+        if err is None or _in_multirun():
             raise
+        _write_to_run_log(f"{err.prefix}: {err}", logging.ERROR if err.prefix == "error" else logging.WARNING)
         _remove_unfinished_start()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{err.prefix}: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
 
 
+def _write_to_run_log(line: str, level: int) -> None:
+    """The line the run ends with, in train.log too (it is printed on stderr, not logged)."""
+    record = logging.LogRecord("ner_experiments", level, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def _remove_unfinished_start() -> None:
-    """Delete this launch's run dir when it holds no checkpoint and no result (a failed start)."""
+    """Delete this launch's run dir when it holds no checkpoint and no result (a failed start); a folder
+    that existed before the launch (``hydra.run.dir`` given) is left, only its lock goes."""
     from hydra.core.hydra_config import HydraConfig
 
-    from ner_experiments.run_dirs import CHECKPOINTS_DIR, METRICS_FILE, remove_run_dir
+    from ner_experiments.run_dirs import METRICS_FILE, latest_checkpoint, remove_run_dir
+    from ner_experiments.run_lock import release_run_dir
 
     if not HydraConfig.initialized() or int(os.environ.get("RANK", "0")) != 0:
         return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    release_run_dir(run_dir)
     if (
-        run_dir.is_dir()
-        and not (run_dir / CHECKPOINTS_DIR).exists()
+        run_dir.resolve() not in _EXISTING_RUN_DIRS
+        and run_dir.is_dir()
+        and latest_checkpoint(run_dir) is None  # an empty checkpoints/ (the Trainer makes it) is no result
         and not (run_dir / METRICS_FILE).exists()
     ):
         logging.shutdown()  # close train.log before its folder goes
@@ -154,31 +174,69 @@ def _one_line(err: BaseException) -> str:
     return message
 
 
+_EXISTING_RUN_DIRS: set[Path] = set()  # run dirs that existed before this launch: never deleted by it
+
+
 class OutputDirCheck(Callback):
-    """Hydra callback: refuse, in one line, a ``paths.output_dir`` that cannot be written, before Hydra
-    creates the run dir in it (which would end in a traceback)."""
+    """Hydra callback: before Hydra creates the run dir (which would end in a traceback, or write over
+    another run's files), refuse in one line a ``paths.output_dir`` or ``hydra.run.dir`` that is empty or
+    cannot be written, a run dir that holds a finished run, and one another live process is using; then
+    lock the run dir for this process (:mod:`ner_experiments.run_lock`)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_output_dir(str(config.paths.output_dir))
+        check_output_dir(config.paths.output_dir)
+        given = any(str(o).startswith("hydra.run.dir=") for o in config.hydra.overrides.hydra)
+        claim_hydra_run_dir(str(config.hydra.run.dir), given)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_output_dir(str(config.paths.output_dir))
+        check_output_dir(config.paths.output_dir)
+        check_output_dir(config.hydra.sweep.dir, "hydra.sweep.dir")
 
 
-def check_output_dir(output_dir: str) -> None:
-    folder = Path(output_dir).expanduser()
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_output_dir(output_dir: str | None, key: str = "paths.output_dir") -> None:
+    """Exit 2 with one line when ``output_dir`` is empty or cannot be made and written to."""
+    example = f"{key}=$HOME/ner-outputs" + ("/my-run" if key.startswith("hydra.") else "")
+    if output_dir is None or not str(output_dir).strip():
+        _refuse(f"{key} is empty: give the folder to write to, e.g. {example}")
+    folder = Path(str(output_dir)).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
         reason = err.strerror or type(err).__name__
-        print(
-            f"error: paths.output_dir={output_dir} cannot be written ({reason}): "
-            "give a folder you can write to, e.g. paths.output_dir=$HOME/ner-outputs",
-            file=sys.stderr,
+        _refuse(
+            f"{key}={output_dir} cannot be written ({reason}): give a folder you can write to, e.g. {example}"
         )
-        sys.exit(2)
+
+
+def claim_hydra_run_dir(run_dir: str, given: bool = True) -> None:
+    """``hydra.run.dir``: writable, not a finished run, not in use; then locked for this process.
+
+    ``given``: set on the command line; such a folder that existed before is never deleted by a failed
+    start (a dated default dir another torchrun rank made first is this launch's own)."""
+    from ner_experiments.run_dirs import METRICS_FILE
+    from ner_experiments.run_lock import claim_run_dir
+
+    folder = Path(run_dir).expanduser()
+    existed = folder.is_dir()
+    check_output_dir(run_dir, "hydra.run.dir")
+    if existed and given:
+        _EXISTING_RUN_DIRS.add(folder.resolve())
+    if existed and (folder / METRICS_FILE).exists():
+        _refuse(
+            f"hydra.run.dir={run_dir} holds a finished run ({METRICS_FILE}), which this run would "
+            "overwrite: give a new folder, or leave hydra.run.dir out for a new dated one"
+        )
+    try:
+        claim_run_dir(folder, "hydra.run.dir")
+    except NerExperimentError as err:
+        _refuse(str(err))
 
 
 def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:
@@ -189,14 +247,46 @@ def make_main(config_dir: Path = CONFIG_DIR) -> Callable[[], Any]:
     hydra_main = hydra.main(config_path=str(config_dir), config_name="train", version_base="1.3")(run_task)
 
     def main() -> Any:
-        for arg in sys.argv[1:]:
+        # With -sc/--shell-completion the words after it are completion commands (install=bash), not keys.
+        completing = bool({"-sc", "--shell-completion"} & set(sys.argv[1:]))
+        for arg in [] if completing else sys.argv[1:]:
             message = unknown_key_message(arg)
             if message:
                 print(f"error: {message}", file=sys.stderr)
                 sys.exit(2)
+        if config_dir == CONFIG_DIR:
+            check_overrides_compose(sys.argv[1:])
         return hydra_main()
 
     return main
+
+
+def check_overrides_compose(argv: Sequence[str]) -> None:
+    """Compose the config as Hydra is about to, so that an unknown group option (``model=bert_huge``) or a
+    value of the wrong type (``trainer.num_train_epochs=abc``) is one line and exit 2, not Hydra's several
+    lines and exit 1. Sweep values (``a=1,2``, ``interval(...)``) are left to the sweeper; command lines
+    that do not run training (``--help``, ``-sc``, ``--info``, another config dir) are left to Hydra."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = get_args_parser().parse_args(list(argv))
+    except SystemExit:  # --version, or a command line Hydra's own parser will explain
+        return
+    if args.help or args.hydra_help or args.shell_completion or args.info or args.experimental_rerun:
+        return
+    if args.config_path or args.config_name or args.config_dir:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+    except HydraException as err:
+        _refuse(_one_line(err))
+    try:
+        compose_config([o.input_line for o in parsed if not o.is_sweep_override()], validate=False)
+    except ConfigError as err:
+        _refuse(str(err))
 
 
 def train_main() -> None:

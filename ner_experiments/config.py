@@ -24,6 +24,9 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 EVAL_STRATEGIES = ("epoch", "steps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SAMPLING_STRATEGIES = ("random", "group_by_length", "length_buckets")
+PROGRESS_BARS = ("auto", "on", "off")
+# The scores every evaluation produces that ``objective`` may name (metrics.json has them per split).
+OBJECTIVE_METRICS = ("overall_f1", "overall_precision", "overall_recall", "overall_accuracy")
 
 
 @dataclass
@@ -56,6 +59,9 @@ class DatasetConfig:
     max_eval_samples: int | None = None  # same for validation and test
     license: str | None = None  # for the model card
     hub_dataset_id: str | None = None  # the Hub id the card's `datasets:` field names
+    # The data set's name as people know it, for the card's model-index (e.g. "WikiANN"); null: the Hub
+    # id, else the data folder's name, else `name`.
+    pretty_name: str | None = None
 
 
 @dataclass
@@ -78,6 +84,9 @@ class ModelConfig:
     source: str = "hub"  # hub | local | tiny
     name_or_path: str | None = None  # Hub id (source=hub) or folder (source=local)
     revision: str = "main"
+    # The Hub id a local model (source=local) was fine-tuned from, e.g. bert-base-cased: the model card's
+    # base_model. Hub models (source=hub) are their own base; null for a local model leaves it out.
+    base_model: str | None = None
     # Longest input in sub-word pieces, special tokens included; longer sentences are split into
     # overlapping windows. null = the tokenizer's model_max_length, capped at 512.
     max_length: int | None = None
@@ -125,6 +134,8 @@ class TrainerConfig:
     torch_compile: bool = False
     dataloader_num_workers: int = 0
     use_cpu: bool = False  # force CPU even when a GPU is present
+    # auto | on | off ; auto = progress bars when the output is a terminal, none in a SLURM/nohup log
+    progress_bars: str = "auto"
 
 
 @dataclass
@@ -199,7 +210,8 @@ class TrainConfig:
     # First sub-word of a word carries its label (others ignored) unless true: then continuation
     # pieces get the I- form of the word's tag. Evaluation is at word level either way.
     label_all_subwords: bool = False
-    # What train.py returns to a sweeper: "<split>.<metric>", e.g. validation.overall_f1.
+    # What train.py returns to a sweeper: "<split>.<metric>", e.g. validation.overall_f1; the metric is
+    # one of OBJECTIVE_METRICS, and a test.* objective needs run_test=true (checked at start-up).
     objective: str = "validation.overall_f1"
     # Continue a crashed or killed run: "true"/"latest" finds the newest unfinished run with the same
     # overrides under paths.output_dir; or give the run directory itself.
@@ -236,15 +248,31 @@ def validate_config(cfg: DictConfig | TrainConfig) -> None:
     _choice("trainer.eval_strategy", c.trainer.eval_strategy, EVAL_STRATEGIES)
     _choice("trainer.precision", c.trainer.precision, PRECISIONS)
     _choice("trainer.train_sampling", c.trainer.train_sampling, SAMPLING_STRATEGIES)
+    _choice("trainer.progress_bars", c.trainer.progress_bars, PROGRESS_BARS)
     _check_trainer(c.trainer)
     _check_data_and_model(c.dataset, c.model)
-    split, _, metric = str(c.objective).partition(".")
-    if split not in ("validation", "test") or not metric:
+    _check_objective(str(c.objective), bool(c.run_test))
+    if c.paths.output_dir is None or not str(c.paths.output_dir).strip():
         raise ConfigError(
-            f"objective={c.objective!r} is not valid: use <validation|test>.<metric>, e.g. validation.overall_f1"
+            "paths.output_dir is empty: give the folder runs are written under, e.g. paths.output_dir=outputs"
         )
     if c.hub.push and not c.hub.repo_id:
         raise ConfigError("hub.push=true needs hub.repo_id, e.g. hub.repo_id=your-name/bengali-ner")
+
+
+def _check_objective(objective: str, run_test: bool) -> None:
+    """The objective must name a score the run will produce: a split it evaluates and an overall metric."""
+    split, _, metric = objective.partition(".")
+    if split not in ("validation", "test") or metric not in OBJECTIVE_METRICS:
+        raise ConfigError(
+            f"objective={objective} is not a metric a run produces: use <validation|test>.<metric> with "
+            f"<metric> one of {', '.join(OBJECTIVE_METRICS)}, e.g. objective=validation.overall_f1"
+        )
+    if split == "test" and not run_test:
+        raise ConfigError(
+            f"objective={objective} needs the test scores but run_test=false skips the test split: "
+            f"set run_test=true, or use objective=validation.{metric}"
+        )
 
 
 def _check_trainer(t: Any) -> None:
@@ -305,6 +333,11 @@ def _check_data_and_model(d: Any, m: Any) -> None:
     if m.source in ("hub", "local") and not m.name_or_path:
         raise ConfigError(
             f"model.name_or_path is not set: model.source={m.source} needs a Hub id or a folder"
+        )
+    if m.base_model and (m.base_model.startswith(("/", "~", ".")) or m.base_model.count("/") > 1):
+        raise ConfigError(
+            f"model.base_model={m.base_model} is not a Hub id: give the id the local model was fine-tuned "
+            "from, e.g. model.base_model=bert-base-multilingual-cased"
         )
     if m.source == "local" and not Path(m.name_or_path).is_dir():
         raise ConfigError(

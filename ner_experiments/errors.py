@@ -11,10 +11,16 @@ class NerExperimentError(Exception):
     """
 
     exit_code = 2
+    prefix = "error"  # what the entry point prints before the message
 
 
 class ConfigError(NerExperimentError):
     """An invalid configuration value; the message names the key and a valid value."""
+
+
+class RunInUseError(ConfigError):
+    """The run dir is locked by another live process (the same ``hydra.run.dir``, or a resume of a run
+    that is still training)."""
 
 
 class DataError(NerExperimentError):
@@ -44,3 +50,20 @@ class PushFailedError(PublishError):
     def __init__(self, message: str, retry_command: str = "") -> None:
         super().__init__(message)
         self.retry_command = retry_command
+
+
+class DiskFullError(NerExperimentError):
+    """The disk filled up while the run was writing; the message names the path and the space needed/left."""
+
+
+class RunInterrupted(NerExperimentError):
+    """SIGTERM/SIGINT stopped the run; the message says at which step and the command that resumes it.
+
+    Exit code 128 + the signal's number (143 for SIGTERM, 130 for SIGINT), as a shell reports a process
+    a signal ended, so a scheduler's requeue logic sees what happened."""
+
+    prefix = "stopped"
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -54,6 +54,23 @@ def from_pretrained(cls: Any, source: str, what: str, **kwargs: Any) -> Any:
         raise ModelLoadError(f"cannot load {what} of model {source}: {first}") from None
 
 
+# Keys transformers saves into tokenizer_config.json that say how THIS machine loaded the tokenizer.
+LOADING_FLAGS = ("is_local", "local_files_only", "cache_dir", "token", "use_auth_token", "_commit_hash")
+
+
+def remove_loading_flags(folder: Path) -> None:
+    """Drop :data:`LOADING_FLAGS` from a saved ``tokenizer_config.json`` (they would follow the model)."""
+    import json
+
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    kept = {k: v for k, v in config.items() if k not in LOADING_FLAGS}
+    if kept != config:
+        path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def load_tokenizer(source: str, revision: str | None = None, cache_dir: str | None = None) -> Any:
     """The fast tokenizer of a Hub model or local folder (a slow-only tokenizer cannot map words)."""
     from transformers import AutoTokenizer

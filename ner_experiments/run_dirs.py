@@ -75,7 +75,10 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _comparable(overrides: list[str]) -> list[str]:
-    return sorted(o for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.")))
+    # Redacted as .hydra/overrides.yaml is (a password given on the command line is not saved there).
+    from ner_experiments.redaction import redact_text
+
+    return sorted(redact_text(o) for o in overrides if not o.lstrip("+~").startswith(("resume=", "hydra.")))
 
 
 def find_run_to_resume(resume: str, output_dir: Path, overrides: list[str]) -> Path:
@@ -142,7 +145,9 @@ def remove_run_dir(run_dir: Path) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a reader never sees a half-written file (temp file + rename)."""
+    """Write JSON so that a reader never sees a half-written file (temp file + rename); secrets redacted."""
+    from ner_experiments.redaction import redact
+
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(redact(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)

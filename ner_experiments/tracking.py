@@ -6,30 +6,47 @@ first trial's run (transformers' WandbCallback only starts a run when none is ac
 
 from __future__ import annotations
 
+import json
 import logging
 import netrc
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal, cast
 
 from ner_experiments.config import LoggerConfig
+from ner_experiments.redaction import redact, redact_text
 
 log = logging.getLogger(__name__)
 
 WandbMode = Literal["online", "offline", "disabled"]
 WANDB_MODES: tuple[WandbMode, ...] = ("online", "offline", "disabled")
 BEST_METRIC = "eval/overall_f1"  # a run's summary shows its best value and the epoch it was reached
-SECRET_KEY = re.compile(r"(token|api_key|apikey|password|secret)", re.IGNORECASE)
+# What a TensorBoard HParams row compares besides the keys set on the command line (or by a sweep).
+RECIPE_KEYS = (
+    "model.name",
+    "dataset.name",
+    "trainer.learning_rate",
+    "trainer.per_device_train_batch_size",
+    "trainer.gradient_accumulation_steps",
+    "trainer.num_train_epochs",
+    "trainer.max_steps",
+    "trainer.weight_decay",
+    "trainer.warmup_ratio",
+    "trainer.lr_scheduler_type",
+    "trainer.optim",
+    "trainer.train_sampling",
+    "model.max_length",
+    "label_all_subwords",
+    "seed",
+)
+PLUMBING_PREFIXES = ("optuna.", "logger.", "hydra.", "paths.", "hub.", "resume", "experiment")
+# TENSORBOARD_LOGGING_DIR as the user set it: otherwise each run (each multirun job) gets its own.
+_USER_TENSORBOARD_DIR = os.environ.get("TENSORBOARD_LOGGING_DIR")
 
 
 def scrub_secrets(data: Any) -> Any:
-    """A copy of nested config data with values of secret-looking keys removed."""
-    if isinstance(data, dict):
-        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else scrub_secrets(v)) for k, v in data.items()}
-    if isinstance(data, list):
-        return [scrub_secrets(v) for v in data]
-    return data
+    """A copy of nested config data with its secrets redacted (:func:`ner_experiments.redaction.redact`)."""
+    return redact(data)
 
 
 def wandb_credentials_found() -> bool:
@@ -52,10 +69,38 @@ def resolve_wandb_mode(requested: str | None) -> WandbMode:
     ``WANDB_MODE`` in the environment wins, then ``requested`` (``logger.mode``) unless it is ``auto``
     or unset; ``auto`` is online when :func:`wandb_credentials_found`, else offline.
     """
-    for mode in (os.environ.get("WANDB_MODE"), requested):
-        if mode in WANDB_MODES:
-            return cast(WandbMode, mode)
-    return "online" if wandb_credentials_found() else "offline"
+    return wandb_mode_and_reason(requested)[0]
+
+
+def wandb_mode_and_reason(requested: str | None) -> tuple[WandbMode, str]:
+    """:func:`resolve_wandb_mode` and why, in words for the log: which setting decided it."""
+    env = os.environ.get("WANDB_MODE")
+    if env in WANDB_MODES:
+        return cast(WandbMode, env), f"WANDB_MODE={env} is set"
+    if requested in WANDB_MODES:
+        return cast(WandbMode, requested), f"logger.mode={requested}"
+    if wandb_credentials_found():
+        return "online", "W&B credentials were found"
+    return "offline", "no W&B credentials were found (WANDB_API_KEY or `wandb login`)"
+
+
+def hparams_of(config: dict[str, Any], overrides: list[str]) -> dict[str, bool | int | float | str]:
+    """The hyperparameters a TensorBoard HParams row shows: the recipe's keys (:data:`RECIPE_KEYS`) and
+    every key set on the command line (a sweep's searched keys too), with scalar values."""
+    keys = list(RECIPE_KEYS)
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if "=" in override and not key.startswith(PLUMBING_PREFIXES) and "/" not in key:
+            keys.append(key)
+    found: dict[str, bool | int | float | str] = {}
+    for key in dict.fromkeys(keys):
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            continue
+        found[key] = node if isinstance(node, bool | int | float | str) else str(node)
+    return found
 
 
 class Tracker:
@@ -81,13 +126,17 @@ class Tracker:
 
     def start(self) -> None:
         if self.cfg.backend == "tensorboard":
-            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(self.run_dir / "tensorboard"))
+            os.environ["TENSORBOARD_LOGGING_DIR"] = _USER_TENSORBOARD_DIR or str(self.tensorboard_dir)
             self.report_to = ["tensorboard"]
         elif self.cfg.backend == "wandb":
             self._start_wandb()
 
+    @property
+    def tensorboard_dir(self) -> Path:
+        return Path(_USER_TENSORBOARD_DIR or self.run_dir / "tensorboard")
+
     def _start_wandb(self) -> None:
-        mode = resolve_wandb_mode(self.cfg.mode)
+        mode, reason = wandb_mode_and_reason(self.cfg.mode)
         if mode == "disabled":
             return
         self.report_to = ["wandb"]
@@ -112,8 +161,8 @@ class Tracker:
         self.wandb_run.define_metric(BEST_METRIC, summary="max")
         if mode == "offline":
             log.warning(
-                "W&B: no credentials found (WANDB_API_KEY or `wandb login`), logging offline to %s. "
-                "Upload it later with: wandb sync %s",
+                "W&B: logging offline (%s) to %s. Upload it later with: wandb sync %s",
+                reason,
                 self.wandb_run.dir if self.wandb_run else self.run_dir,
                 Path(self.wandb_run.dir).parent if self.wandb_run else self.run_dir / "wandb",
             )
@@ -128,10 +177,36 @@ class Tracker:
         except Exception:
             return None
 
-    def summary(self, values: dict[str, Any]) -> None:
+    def summary(
+        self,
+        values: dict[str, Any],
+        hparams: dict[str, Any] | None = None,
+        scalars: dict[str, float] | None = None,
+        step: int = 0,
+    ) -> None:
+        """The run's final scores: W&B's run summary; with TensorBoard, ``scalars`` (e.g. the test scores)
+        at ``step`` and an HParams row of ``hparams`` with ``values`` as its metrics."""
         if self.wandb_run is not None:
             for key, value in values.items():
                 self.wandb_run.summary[key] = value
+        if self.cfg.backend == "tensorboard" and self.is_main:
+            self._write_tensorboard_results(values, hparams or {}, scalars or {}, step)
+
+    def _write_tensorboard_results(
+        self, metrics: dict[str, Any], hparams: dict[str, Any], scalars: dict[str, float], step: int
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        metric_dict = {f"final/{k.replace('/', '_')}": float(v) for k, v in metrics.items()}
+        with SummaryWriter(log_dir=str(self.tensorboard_dir)) as writer:
+            for key, value in scalars.items():
+                writer.add_scalar(key, float(value), step)
+            for key, value in metric_dict.items():
+                writer.add_scalar(key, value, step)
+            for summary in hparams_summary(redact(hparams), metric_dict):
+                writer.file_writer.add_summary(summary)
+            writer.add_text("config", redact_text(json.dumps(self.config, indent=2, default=str)), step)
 
     def finish(
         self, failed: bool = False, state: str | None = None, log_history: list[dict] | None = None
@@ -162,3 +237,14 @@ def best_evaluation(log_history: list[dict] | None) -> dict[str, Any]:
         return {}
     best = max(evaluations, key=lambda e: e[key])  # max keeps the first of equal scores
     return {f"best/{key}": best[key], "best/epoch": best.get("epoch")}
+
+
+def import_trainer_integrations_quietly() -> None:
+    """Import transformers' tracker integrations without the "Running in WANDB offline mode" line they
+    print whenever WANDB_MODE=offline is set, even with logger=none; a W&B run says why it is offline
+    itself (:class:`Tracker`)."""
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        import transformers.integrations.integration_utils  # noqa: F401

@@ -40,7 +40,9 @@ class Case:
     hydra_error: bool = False  # reported by Hydra itself (several lines, no "error:" prefix)
     marks: list = field(default_factory=list)
     same_run_as: str | None = None  # check another case's run instead of starting the same command again
-    output_dir: str | None = None  # paths.output_dir ({data} = the case's data folder); default: its own
+    # paths.output_dir ({data} = the case's data folder); default: its own; "": set by the case's overrides,
+    # and nothing may appear in the case's folder (the cwd) or at the file-system root
+    output_dir: str | None = None
 
 
 def _files(path: Path) -> None:
@@ -94,10 +96,9 @@ def _model_without_tokenizer(path: Path) -> None:
 
 CASES: dict[str, Case] = {
     "unknown_config_group_option": Case(
-        ["model=nonexistent"],
-        ["model/nonexistent", "Available options", "tiny", "mbert_cased"],
+        ["model=bert_huge"],
+        ["Could not find 'model/bert_huge'", "options in 'model': local, mbert_cased", "tiny"],
         _files,
-        hydra_error=True,
     ),
     "unknown_config_key": Case(
         ["trainer.learnin_rate=0.1"],
@@ -114,7 +115,31 @@ CASES: dict[str, Case] = {
         _files,
     ),
     "wrong_value_type": Case(
-        ["trainer.learning_rate=abc"], ["trainer.learning_rate", "'abc'", "Float"], _files, hydra_error=True
+        ["trainer.num_train_epochs=abc"],
+        ["override trainer.num_train_epochs=abc", "'abc'", "could not be converted to Float"],
+        _files,
+    ),
+    "objective_not_a_metric": Case(
+        ["objective=validation.overall_f2"],
+        ["objective=validation.overall_f2 is not a metric", "overall_f1, overall_precision, overall_recall"],
+        _files,
+    ),
+    "test_objective_without_test": Case(
+        ["objective=test.overall_f1", "run_test=false"],
+        ["objective=test.overall_f1 needs the test scores", "run_test=false", "set run_test=true"],
+        _files,
+    ),
+    "empty_output_dir": Case(
+        ["paths.output_dir="], ["paths.output_dir is empty", "e.g. paths.output_dir="], _files, output_dir=""
+    ),
+    "hydra_run_dir_under_a_file": Case(
+        ["hydra.run.dir={data}/a_file/run"],
+        [
+            "hydra.run.dir=",
+            "/a_file/run cannot be written (Not a directory)",
+            "give a folder you can write to",
+        ],
+        _file_where_a_folder_should_be,
     ),
     "learning_rate_zero": Case(
         ["trainer.learning_rate=0"],
@@ -150,6 +175,19 @@ CASES: dict[str, Case] = {
         _file_where_a_folder_should_be,
         output_dir="{data}/a_file/outputs",
     ),
+    "local_model_folder_missing": Case(
+        ["model=local", "model.name_or_path={data}/missing"],
+        ["model.name_or_path=", "/missing is not a folder: give a saved model directory"],
+        _files,
+    ),
+    "resume_true_without_an_unfinished_run": Case(
+        ["resume=true"],
+        [
+            "resume=true: no unfinished run with a checkpoint and the same overrides under",
+            "start without resume",
+        ],
+        _files,
+    ),
     "model_folder_without_tokenizer": Case(
         ["model=local", "model.name_or_path={data}/model"],
         ["model folder", "/model has no tokenizer", "tokenizer.save_pretrained"],
@@ -175,7 +213,14 @@ def _run_case(root: Path, name: str, case: Case) -> Outcome:
         case.prepare(data_dir)
     overrides = [o.replace("{data}", str(data_dir)) for o in case.overrides]
     base = ["logger=none", "model=tiny", "dataset=conll_files", f"dataset.data_dir={data_dir}"]
-    result = run_train(*base, f"paths.output_dir={output_dir}", *overrides, cwd=root / name, timeout=400)
+    if case.output_dir != "":
+        base.append(f"paths.output_dir={output_dir}")
+    else:
+        output_dir = root / name / "cwd"  # what the run may not write to: its working dir
+        output_dir.mkdir()
+    result = run_train(
+        *base, *overrides, cwd=output_dir if case.output_dir == "" else root / name, timeout=400
+    )
     return Outcome(result, output_dir, data_dir)
 
 
@@ -322,10 +367,34 @@ def test_resume_with_a_different_label_set(outcomes):
     assert (run_dir / "config.yaml").read_text(encoding="utf-8") == saved_config
 
 
-def test_output_dir_under_a_file_is_one_line_and_nothing_else(outcomes):
-    result = outcomes["output_dir_under_a_file"].result
+@pytest.mark.parametrize(
+    "name",
+    [
+        "output_dir_under_a_file",
+        "hydra_run_dir_under_a_file",
+        "empty_output_dir",
+        "unknown_config_group_option",
+        "wrong_value_type",
+        "objective_not_a_metric",
+        "test_objective_without_test",
+    ],
+)
+def test_refused_at_start_up_in_one_line_and_nothing_else(outcomes, name):
+    """Caught before Hydra makes the run dir or training logs anything: the error line is all the output."""
+    result = outcomes[name].result
     assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout.strip() == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout.strip() == "", result.stdout[-2000:]
+
+
+def test_empty_output_dir_writes_nothing_at_the_file_system_root(outcomes):
+    """``paths.output_dir=`` once wrote the run to /<date>/... : nothing may appear at / now."""
+    outcome = outcomes["empty_output_dir"]
+    assert outcome.result.returncode == 2
+    started = outcome.output_dir.stat().st_mtime
+    new_at_root = [
+        p for p in Path("/").iterdir() if p.is_dir() and p.stat().st_mtime >= started and p.name[:2] == "20"
+    ]
+    assert new_at_root == []
 
 
 def test_resume_of_a_finished_run_is_refused_and_leaves_it_untouched(run_copy, tmp_path):

@@ -332,14 +332,61 @@ def test_fix_jsonl_drops_empty_tokens_and_rewrites_tags(tmp_path):
 
 def test_fix_never_writes_into_the_input_folder(tmp_path):
     data = make_conll_dir(tmp_path)
-    with pytest.raises(DataError, match="is the input folder: give a new folder"):
-        fix_files(DatasetConfig(name="t", source="files", data_dir=str(data)), tmp_path, None)
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    with pytest.raises(ConfigError, match="is the input folder: give a new folder"):
+        fix_files(DatasetConfig(name="t", source="files", data_dir=str(data)), tmp_path, None, force=True)
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
 
 
-def test_fix_only_works_on_files(tmp_path):
-    result = run_ner_data("fix", "dataset=sample", "--out", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert "ner-data fix works on files (dataset.source=files), not dataset.source=sample" in result.stderr
+def test_fix_refuses_a_folder_with_files_unless_forced(tmp_path):
+    """A stale train.jsonl beside the new train.conll would be read instead of it: refused, nothing written;
+    with --force the old split files go and other files stay."""
+    data = make_conll_dir(tmp_path / "in")
+    out = make_jsonl_dir(tmp_path / "out")
+    (out / "notes.txt").write_text("mine\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    cfg = DatasetConfig(name="t", source="files", data_dir=str(data))
+    with pytest.raises(ConfigError) as err:
+        fix_files(cfg, out, None)
+    assert str(err.value) == (
+        f"--out {out} is not empty (notes.txt, test.jsonl, train.jsonl, validation.jsonl): give a new or empty "
+        "folder, or add --force to replace its train/validation/test files"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    fix_files(cfg, out, None, force=True)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt",
+        "test.conll",
+        "train.conll",
+        "validation.conll",
+    ]
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine\n"
+
+
+def test_fix_usage_errors_exit_2_in_one_line_and_write_nothing(tmp_path):
+    """What docs/data.md promises for ner-data fix: exit 2 and one line for --out = the input folder, an --out
+    folder with files in it, and a data set that is not files."""
+    data = make_conll_dir(tmp_path / "in")
+    out = make_conll_dir(tmp_path / "out", {"train": [(["Old"], ["O"])]})
+    before = {p: p.read_bytes() for p in [*data.iterdir(), *out.iterdir()]}
+    base = ["fix", "dataset=conll_files", f"dataset.data_dir={data}", "--out"]
+    cases = {
+        str(data): "is the input folder: give a new folder",
+        str(out): "is not empty (train.conll): give a new or empty folder, or add --force",
+    }
+    for target, words in cases.items():
+        result = run_ner_data(*base, target)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and words in result.stderr and "Traceback" not in result.stderr
+        assert result.stdout == ""
+    assert {p: p.read_bytes() for p in [*data.iterdir(), *out.iterdir()]} == before
+    result = run_ner_data("fix", "dataset=sample", "--out", str(tmp_path / "new"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: ner-data fix works on files (dataset.source=files), not dataset.source=sample: use "
+        "dataset=conll_files dataset.data_dir=DIR"
+    )
+    assert not (tmp_path / "new").exists()
 
 
 def test_compose_config_takes_train_overrides_and_fails_in_one_line(tmp_path):

@@ -130,13 +130,18 @@ def test_an_output_dir_holding_an_evaluation_is_refused(tiny_run: Path, tmp_path
     assert snapshot(out) == before
 
 
-def test_data_with_labels_the_model_does_not_know(tiny_run: Path, tmp_path: Path) -> None:
+def test_data_with_labels_the_model_does_not_know(tiny_run: Path, tmp_path: Path, capsys) -> None:
     sentences = [(["Paris", "Jazz", "Festival"], ["B-LOC", "B-MISC", "I-MISC"])]
     data_dir = make_conll_dir(tmp_path / "data", {s: sentences for s in ("train", "validation", "test")})
     with pytest.raises(DataError, match="MISC"):
         evaluate_saved_model(
             str(tiny_run), ["dataset=conll_files", f"dataset.data_dir={data_dir}"], "test", tmp_path / "o"
         )
+    # on the command line: one line, exit 2 (docs/errors.md)
+    args = ["--model", str(tiny_run), "dataset=conll_files", f"dataset.data_dir={data_dir}"]
+    assert evaluate_main([*args, "--output-dir", str(tmp_path / "cli")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and "that the model does not predict" in err[0]
 
 
 def test_cli_errors_are_one_line(tiny_run: Path, tmp_path: Path, capsys) -> None:

@@ -272,14 +272,19 @@ def test_passwords_in_urls_are_not_uploaded(run_copy: Path, no_token: None) -> N
     assert url in config.read_text(encoding="utf-8")  # the run's own copy is left as it was
 
 
-def test_a_wandb_key_in_a_staged_file_blocks_the_upload(
+def test_a_wandb_key_in_the_card_is_redacted_and_in_the_weights_blocks_the_upload(
     run_copy: Path, with_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = "wandb" + "0123456789abcdef" * 2
     monkeypatch.setenv("WANDB_API_KEY", key)
     (run_copy / "README.md").write_text(f"a card that leaked {key}\n", encoding="utf-8")
     api = FakeHfApi()
-    with pytest.raises(PublishError, match="README.md contain\\(s\\) your WANDB_API_KEY") as info:
+    publish_run(run_copy, "me/bengali-ner", api=api, card_text=None)
+    assert api.uploaded["README.md"] == b"a card that leaked <redacted>\n"  # text files: redacted
+    with open(run_copy / "model" / "model.safetensors", "ab") as weights:  # a file the rule cannot rewrite
+        weights.write(key.encode())
+    api = FakeHfApi()
+    with pytest.raises(PublishError, match="model.safetensors contain\\(s\\) your WANDB_API_KEY") as info:
         publish_run(run_copy, "me/bengali-ner", api=api)
     assert key not in str(info.value) and api.calls == []
 

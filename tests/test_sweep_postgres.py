@@ -18,10 +18,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.sweep_helpers import run_two_workers
+from tests.helpers import TRAIN_PY, run_script
+from tests.sweep_helpers import SWEEP_ENV, run_two_workers
 from tests.test_sweep_multirun import assert_all_trials_accounted_for
 
 pytestmark = pytest.mark.postgres
+PASSWORD = "pw-PASSWORD-7f3a"  # the study server's password
 
 
 def _pg_bin() -> Path | None:
@@ -63,14 +65,20 @@ def postgres_url():
     if as_postgres:
         shutil.chown(root, user="postgres")
     data, port = root / "data", _free_port()
-    initdb = [str(bindir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]
+    password_file = root / "password"
+    password_file.write_text(PASSWORD + "\n")
+    if as_postgres:
+        shutil.chown(password_file, user="postgres")
+    # Password-protected, as a shared study server is: the password must never reach a file or the log.
+    initdb = [str(bindir / "initdb"), "-D", str(data), "--auth=scram-sha-256", f"--pwfile={password_file}"]
+    initdb += ["-U", "postgres", "-E", "UTF8"]
     subprocess.run([*as_postgres, *initdb], check=True, capture_output=True)
     options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off"
     log = str(root / "server.log")
     start = [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", log, "-w", "start"]
     subprocess.run([*as_postgres, *start], check=True, capture_output=True)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
             [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
@@ -94,3 +102,36 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path, postgres_url):
     assert not (tmp_path / "optuna").exists()  # nothing went to the default sqlite file
     # Intermediate values were reported through the server by the trial code.
     assert all(t.intermediate_values for t in study.trials if t.state.is_finished())
+
+
+def _files_containing(root: Path, secret: bytes) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()
+    )
+
+
+def test_sweep_on_a_password_protected_study_writes_the_password_nowhere(tmp_path, postgres_url):
+    # The setup docs/sweeps.md describes for a shared study, with every output a run can write or send:
+    # W&B (offline files, uploaded on `wandb sync`), a staged Hub upload, the sweep's results.
+    out = tmp_path / "outputs"
+    out.mkdir()
+    proc = run_script(
+        TRAIN_PY, "-m", "sweep=quick", "experiment=quickstart", "logger=wandb",
+        "hub=push", "hub.repo_id=me/tiny-ner", "hub.dry_run=true",
+        f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=pg-secret",
+        "hydra.sweeper.n_trials=2", "hydra.sweeper.plots=false", "trainer.num_train_epochs=1",
+        "dataset.max_train_samples=32", "dataset.max_eval_samples=16", f"paths.output_dir={out}",
+        env={**SWEEP_ENV, "WANDB_MODE": "offline"}, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="pg-secret", storage=postgres_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert list(out.glob("multirun/*/*/*/hub_upload/model.safetensors"))  # the upload was staged
+    assert list(out.glob("multirun/*/*/*/wandb/offline-run-*/run-*.wandb"))  # W&B wrote its run
+    secret = PASSWORD.encode()
+    assert _files_containing(out, secret) == []
+    assert PASSWORD not in proc.stdout + proc.stderr
+    trial_log = next(out.glob("multirun/*/*/0/train.log")).read_text()
+    assert "W&B: logging offline (WANDB_MODE=offline is set)" in trial_log
+    # The trials still reported to the study through the server (the URL reached them by the environment).
+    assert all(t.intermediate_values for t in study.trials)

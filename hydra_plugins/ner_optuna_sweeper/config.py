@@ -47,7 +47,9 @@ class NerOptunaSweeperConf:
     _target_: str = "hydra_plugins.ner_optuna_sweeper.ner_optuna_sweeper.NerOptunaSweeper"
     study_name: Optional[str] = None  # null = the job name
     direction: str = "maximize"  # maximize | minimize (the task function's return value)
-    storage: Optional[str] = None  # SQLAlchemy URL; null = sqlite file <storage_dir>/<study_name>.db
+    # SQLAlchemy URL; null = $NER_OPTUNA_STORAGE (keeps a password out of every file), else the sqlite
+    # file <storage_dir>/<study_name>.db
+    storage: Optional[str] = None
     storage_dir: Optional[str] = None  # null = <paths.output_dir>/optuna
     n_trials: int = 20  # COMPLETE or PRUNED trials the study should end with
     n_jobs: int = 1  # trials launched at a time

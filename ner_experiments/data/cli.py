@@ -1,7 +1,7 @@
 """``ner-data``: check a data set before training, or write a cleaned copy of it.
 
     ner-data check dataset=conll_files dataset.data_dir=DIR [model=...] [--all-lines]
-    ner-data fix dataset=conll_files dataset.data_dir=DIR --out FIXED [--bare-tags=IO|B]
+    ner-data fix dataset=conll_files dataset.data_dir=DIR --out FIXED [--bare-tags=IO|B] [--force]
 
 Both take the config overrides train.py takes, composed from the same ``conf/``. Exit codes: 0 the data
 can be trained on (check) or the copy was written (fix); 1 data problems remain; 2 a usage or config error.
@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = compose_config(options.overrides)
         datasets.disable_progress_bars()  # the report is the output
         if command == "fix":
-            return run_fix(cfg, options.out, options.bare_tags)
+            return run_fix(cfg, options.out, options.bare_tags, options.force)
         return run_check(cfg, options.all_lines, names_model(options.overrides))
     except NerExperimentError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -58,6 +58,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         meanings = "; ".join(f"{mode}: {meaning}" for mode, meaning in BARE_TAG_MODES.items())
         help_ = f"what tags without B-/I- mean: {meanings}"
         parser.add_argument("--bare-tags", type=str.upper, choices=list(BARE_TAG_MODES), help=help_)
+        help_ = "write into an --out folder that has files: its train/validation/test files are replaced"
+        parser.add_argument("--force", action="store_true", help=help_)
     return parser
 
 
@@ -148,14 +150,14 @@ def _piece_rows(cfg: DictConfig, data: NerData) -> list[list[str]]:
     return rows
 
 
-def run_fix(cfg: DictConfig, out_dir: Path, bare_tags: str | None) -> int:
+def run_fix(cfg: DictConfig, out_dir: Path, bare_tags: str | None, force: bool = False) -> int:
     """``ner-data fix``: write the cleaned copy, list what was fixed and what was not; 0 if written."""
     if cfg.dataset.source != "files":
-        raise NerExperimentError(
+        raise ConfigError(
             f"ner-data fix works on files (dataset.source=files), not dataset.source={cfg.dataset.source}: "
             "use dataset=conll_files dataset.data_dir=DIR"
         )
-    results, labels = fix_files(cfg.dataset, out_dir, bare_tags), cfg.dataset.label_names
+    results, labels = fix_files(cfg.dataset, out_dir, bare_tags, force), cfg.dataset.label_names
     for result in results:
         print(f"{result.source}: " + (f"{len(result.fixed)} fixes:" if result.fixed else "nothing to fix"))
         for kind, action in FIX_ACTIONS.items():

@@ -10,8 +10,15 @@ from pathlib import Path
 
 from ner_experiments.config import DatasetConfig
 from ner_experiments.data.contract import FIXABLE, Problem
-from ner_experiments.data.readers import FileRows, scan_file, split_files
-from ner_experiments.errors import ConfigError, DataError
+from ner_experiments.data.readers import (
+    CONLL_SUFFIXES,
+    JSONL_SUFFIXES,
+    SPLITS,
+    FileRows,
+    scan_file,
+    split_files,
+)
+from ner_experiments.errors import ConfigError
 from ner_experiments.labels import tag_problem
 
 BARE_TAG_MODES = {
@@ -68,16 +75,19 @@ class TagFixer:
         return new
 
 
-def fix_files(cfg: DatasetConfig, out_dir: Path, bare_tags: str | None) -> list[FileFix]:
+def fix_files(cfg: DatasetConfig, out_dir: Path, bare_tags: str | None, force: bool = False) -> list[FileFix]:
     """Write the fixed copy of each split file to ``out_dir/<split>.conll`` (never into the input folder).
 
-    Raises :class:`ConfigError`, writing nothing, when bare tags are found and ``bare_tags`` does not
-    say what they mean: that is the user's choice to make."""
+    Raises :class:`ConfigError`, writing nothing, when ``out_dir`` is the input folder, a file, or a
+    folder with files in it (unless ``force``: then its split files are replaced, so no stale
+    ``train.jsonl`` stays beside the new ``train.conll``), and when bare tags are found and
+    ``bare_tags`` does not say what they mean: that is the user's choice to make."""
     files = split_files(cfg)
     if out_dir.resolve() in {path.resolve().parent for path in files.values()}:
-        raise DataError(
+        raise ConfigError(
             f"--out {out_dir} is the input folder: give a new folder (fix never changes the input)"
         )
+    _check_out_dir(out_dir, force)
     declared = list(cfg.label_names) if cfg.label_names else None
     results = {}
     for split, path in files.items():
@@ -90,9 +100,33 @@ def fix_files(cfg: DatasetConfig, out_dir: Path, bare_tags: str | None) -> list[
             f"{sum(bare.values())} tags without B-/I- ({found}): say what they mean with {modes}. Nothing written"
         )
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in _split_files_in(out_dir):
+        stale.unlink()
     for split, result in results.items():
         (out_dir / f"{split}.conll").write_text("\n".join(result.lines), encoding="utf-8")
     return list(results.values())
+
+
+def _check_out_dir(out_dir: Path, force: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file: give a new folder for the cleaned copy")
+    held = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise ConfigError(
+            f"--out {out_dir} is not empty ({shown}): give a new or empty folder, or add --force to replace "
+            "its train/validation/test files"
+        )
+
+
+def _split_files_in(folder: Path) -> list[Path]:
+    """Files a reader could take for a split (``train``, ``train.jsonl``...): replaced by the copy."""
+    suffixes = (*CONLL_SUFFIXES, *JSONL_SUFFIXES)
+    return [
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.name.split(".", 1)[0] in SPLITS and (p.suffix in suffixes or p.name in SPLITS)
+    ]
 
 
 def _fix_rows(path: Path, rows: FileRows, tags: TagFixer) -> FileFix:

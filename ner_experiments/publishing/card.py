@@ -15,6 +15,14 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from omegaconf import DictConfig, OmegaConf
 
+from ner_experiments.redaction import (
+    folder_name,
+    is_machine_path,
+    machine_paths_in,
+    redact_text,
+    replace_machine_paths,
+)
+
 log = logging.getLogger(__name__)
 
 CARD_FILE = "README.md"
@@ -81,6 +89,61 @@ def entity_types(results: dict[str, Any]) -> list[str]:
     return types
 
 
+def base_model_of(cfg: Any) -> str | None:
+    """The Hub id the model was fine-tuned from: ``model.base_model``, else a Hub model's own id."""
+    declared = _get(cfg, "model.base_model")
+    if declared:
+        return str(declared)
+    return _get(cfg, "model.name_or_path") if _get(cfg, "model.source") == "hub" else None
+
+
+def dataset_display_name(cfg: Any) -> str:
+    """The data set's name as people know it: ``dataset.pretty_name``, else its Hub id, else the data
+    folder's name (never its path on this machine), else ``dataset.name``."""
+    for key in ("dataset.pretty_name", "dataset.hub_dataset_id"):
+        if _get(cfg, key):
+            return str(_get(cfg, key))
+    if _get(cfg, "dataset.source") == "files" and _get(cfg, "dataset.data_dir"):
+        return folder_name(str(_get(cfg, "dataset.data_dir")))
+    path = str(_get(cfg, "dataset.path", ""))
+    if path and (is_machine_path(path) or Path(path).is_dir()):
+        return folder_name(path)
+    return str(_get(cfg, "dataset.name", "custom"))
+
+
+def framework_versions() -> dict[str, str]:
+    """Versions of the libraries a run used (recorded in metrics.json, shown on the card)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("ner-experiments", "transformers", "torch", "datasets", "tokenizers", "huggingface_hub"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    found["python"] = platform.python_version()
+    return found
+
+
+def _history_table(rows: list[dict[str, Any]]) -> str:
+    """The validation scores after each evaluation during training (per epoch by default)."""
+    lines = [
+        "| Epoch | Step | Training loss | Precision | Recall | F1 | Accuracy |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+    for row in rows:
+        values = [row.get(k) for k in ("training_loss", "precision", "recall", "f1", "accuracy")]
+        lines.append(
+            f"| {row.get('epoch', '-'):g} | {row.get('step', '-')} | " + " | ".join(map(cell, values)) + " |"
+        )
+    return "\n".join(lines)
+
+
 def _eval_results(cfg: Any, results: dict[str, Any]) -> list[EvalResult]:
     test = results.get("test")
     if not test:
@@ -89,7 +152,7 @@ def _eval_results(cfg: Any, results: dict[str, Any]) -> list[EvalResult]:
         "task_type": "token-classification",
         "task_name": "Named-entity recognition",
         "dataset_type": _get(cfg, "dataset.hub_dataset_id") or _get(cfg, "dataset.name", "custom"),
-        "dataset_name": _get(cfg, "dataset.name", "custom"),
+        "dataset_name": dataset_display_name(cfg),
         "dataset_config": _get(cfg, "dataset.config_name"),
         "dataset_split": _get(cfg, "dataset.test_split", "test"),
         "dataset_revision": _get(cfg, "dataset.revision"),
@@ -121,7 +184,7 @@ def build_card_data(
     language = language_of(cfg, results)
     run = results.get("run", {})
     random_init = bool(run.get("random_init_model", _get(cfg, "model.source") == "tiny"))
-    base_model = _get(cfg, "model.name_or_path") if _get(cfg, "model.source") == "hub" else None
+    base_model = base_model_of(cfg)
     dataset_id = _get(cfg, "dataset.hub_dataset_id")
     tags = ["token-classification", "ner", "ner-experiments"] + ([language] if language else [])
     if random_init:
@@ -206,7 +269,10 @@ def _what(cfg: Any, run: dict[str, Any]) -> str:
         return "a small **randomly initialised** BERT (a test model, not a pretrained encoder) trained"
     if source == "hub" and base:
         return f"[{base}](https://huggingface.co/{base}) fine-tuned"
-    return f"the local model `{base}` fine-tuned" if base else "a fine-tuned encoder"
+    declared = _get(cfg, "model.base_model")
+    if declared:
+        return f"[{declared}](https://huggingface.co/{declared}) (from a local copy) fine-tuned"
+    return f"the local model `{folder_name(str(base))}` fine-tuned" if base else "a fine-tuned encoder"
 
 
 def _dataset_ref(cfg: Any) -> str:
@@ -279,6 +345,9 @@ def card_context(
         else ("সিডনি ক্রিকেট গ্রাউন্ড" if language == "bn" else "Sydney Cricket Ground"),
         "settings": _settings(cfg, results, dataset_ref),
         "wandb_url": run.get("wandb_url"),
+        "history_table": _history_table(results.get("train", {}).get("validation_history") or []),
+        "has_history": bool(results.get("train", {}).get("validation_history")),
+        "versions": sorted((run.get("framework_versions") or framework_versions()).items()),
         "wikiann": (_get(cfg, "dataset.hub_dataset_id") or "").endswith("wikiann"),
         "data_license": _get(cfg, "dataset.license"),
     }
@@ -294,11 +363,27 @@ def build_model_card(
     """A :class:`~huggingface_hub.ModelCard` for a run. ``widgets=None``: the run's own examples."""
     if widgets is None:
         widgets = list(results.get("run", {}).get("widget_examples") or [])
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         build_card_data(cfg, results, repo_id, widgets),
         template_path=str(TEMPLATE),
         **card_context(cfg, results, repo_id, widgets, model_ref),
     )
+    # Shareable as it is: no secret, and no path of this machine (a folder is named by its name).
+    config = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else {}
+    paths = [*machine_paths_in(config), results.get("run", {}).get("run_dir")]
+    return ModelCard(replace_machine_paths(redact_text(str(card)), paths))
+
+
+def local_model_ref(run_dir: Path) -> str:
+    """How the card's usage snippet names a run's model folder without a repo id: relative to the
+    working directory when the run is under it, else ``<run dir name>/model`` (no absolute path)."""
+    model_dir = Path(run_dir) / "model"
+    if not model_dir.is_absolute():
+        return str(model_dir)
+    try:
+        return str(model_dir.relative_to(Path.cwd()))
+    except ValueError:
+        return f"{Path(run_dir).name}/model"
 
 
 def write_model_card(
@@ -310,10 +395,13 @@ def write_model_card(
     """
     run_dir = Path(run_dir)
     repo_id = repo_id or _get(cfg, "hub.repo_id")
-    card = build_model_card(cfg, results, repo_id=repo_id, model_ref=repo_id or str(run_dir / "model"))
+    card = build_model_card(cfg, results, repo_id=repo_id, model_ref=repo_id or local_model_ref(run_dir))
     path = run_dir / CARD_FILE
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(str(card), encoding="utf-8")
-    tmp.replace(path)
-    log.info("Model card written to %s", path)
+    # The model folder carries its card too, so model/ alone is a complete, shareable model.
+    for target in (path, run_dir / "model" / CARD_FILE):
+        if target.parent.is_dir():
+            tmp = target.with_suffix(".md.tmp")
+            tmp.write_text(str(card), encoding="utf-8")
+            tmp.replace(target)
+    log.info("Model card written to %s (and model/%s)", path, CARD_FILE)
     return path

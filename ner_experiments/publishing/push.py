@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import re
 import shlex
 import shutil
 import time
@@ -22,6 +21,12 @@ from typing import Any
 
 from ner_experiments.errors import PublishError, PushFailedError, PushNotPossibleError
 from ner_experiments.offline import hub_is_offline, is_network_error
+from ner_experiments.redaction import (
+    machine_paths_in,
+    redact_text,
+    replace_machine_paths,
+    without_machine_paths,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,6 @@ LOGIN_HINT = "log in with `hf auth login`, or set HF_TOKEN to a token with write
 DRY_RUN_HINT = "or add hub.dry_run=true to train and stage the upload now, and publish later with ner-publish"
 # Loggers that repeat each HTTP request and retry; our own retry line replaces them during Hub calls.
 HUB_CLIENT_LOGGERS = ("huggingface_hub", "httpx", "httpx2", "httpcore")
-URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:@'\"]+):[^\s@'\"/]+@")
 
 
 @dataclass
@@ -86,8 +90,7 @@ def stage_upload_folder(run_dir: Path, card_text: str | None = None) -> tuple[Pa
         shutil.copy2(run_dir / "README.md", dest / "README.md")
     else:
         raise PublishError(f"{run_dir} has no model card (README.md): publish it without --keep-card")
-    for name in ("training_config.yaml", "README.md"):
-        _redact_url_passwords(dest / name)
+    make_shareable(dest, run_dir)
     return dest, sorted(p.name for p in dest.iterdir())
 
 
@@ -99,11 +102,24 @@ def _hard_link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _redact_url_passwords(path: Path) -> None:
-    """Hide the password of ``scheme://user:password@host`` URLs (an Optuna storage) in a staged copy."""
-    if path.is_file():
-        text = path.read_text(encoding="utf-8")
-        path.write_text(URL_PASSWORD.sub(r"\1:<redacted>@", text), encoding="utf-8")
+def make_shareable(dest: Path, run_dir: Path) -> None:
+    """Apply the rules of :mod:`ner_experiments.redaction` to a staged folder: no secret in any text file,
+    and no path of this machine: ``training_config.yaml`` names folders (data, a local model, outputs) by
+    their name, and every other text file has those paths (and the run dir's) replaced the same way."""
+    from omegaconf import OmegaConf
+
+    config_path = dest / "training_config.yaml"
+    paths: list[str] = [str(run_dir.resolve())]
+    if config_path.is_file():
+        config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False)
+        paths += machine_paths_in(config)
+        OmegaConf.save(OmegaConf.create(without_machine_paths(config)), config_path)
+    for path in sorted(dest.iterdir()):
+        if path.suffix in (".json", ".md", ".txt", ".yaml") and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            clean = replace_machine_paths(redact_text(text), paths)
+            if clean != text:
+                path.write_text(clean, encoding="utf-8")
 
 
 def check_no_secret(folder: Path, token: str | None) -> None:

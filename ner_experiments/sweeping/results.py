@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from ner_experiments.redaction import redact
 from ner_experiments.sweeping.confirmation import (
     CONFIRM_OF,
     CONFIRM_SEED,
@@ -73,6 +74,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    rows = redact(rows)  # a password in a URL-like value never reaches a shared file
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [])
         writer.writeheader()
@@ -129,7 +131,7 @@ def write_results(
                 f"mean {confirmed['mean']:.4g} ± {confirmed['std'] or 0:.2g} (std, {confirmed['n_seeds']} seeds): "
                 f"{confirmed['verdict']}"
             )
-    (out / "best.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "best.json").write_text(json.dumps(redact(summary), indent=2) + "\n")
     if plots and best:
         write_plots(study, out, objective)
     best_line = "no trial COMPLETE yet"

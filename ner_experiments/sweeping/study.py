@@ -13,6 +13,7 @@ import datetime
 import inspect
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -53,6 +54,9 @@ PRUNERS = {
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
     "none": optuna.pruners.NopPruner,
 }
+# The storage URL from the environment: how a password stays out of every config, and how the sweeper
+# hands the URL to its trials (their config says optuna.storage=${oc.env:NER_OPTUNA_STORAGE}).
+STORAGE_ENV = "NER_OPTUNA_STORAGE"
 STUDY_SPEC_ATTR = "ner_sweep"  # the direction and search space a later run of the study must agree with
 
 
@@ -106,11 +110,15 @@ def redact_url(url: str) -> str:
 
 
 def storage_url(s: NerOptunaSweeperConf) -> str:
-    """``hydra.sweeper.storage``, else the sqlite file ``<storage_dir>/<study_name>.db``.
+    """``hydra.sweeper.storage``, else ``$NER_OPTUNA_STORAGE``, else the sqlite file ``<storage_dir>/<study_name>.db``.
 
     A sqlite path is made absolute: trials may run in another process or working directory.
     """
-    url = s.storage or f"sqlite:///{s.storage_dir}/{re.sub(r'[^A-Za-z0-9._=-]+', '_', str(s.study_name))}.db"
+    url = (
+        s.storage
+        or os.environ.get(STORAGE_ENV)
+        or f"sqlite:///{s.storage_dir}/{re.sub(r'[^A-Za-z0-9._=-]+', '_', str(s.study_name))}.db"
+    )
     if url.startswith("sqlite:///"):
         url = "sqlite:///" + str(Path(url.removeprefix("sqlite:///")).resolve())
     return url

@@ -40,7 +40,7 @@ from ner_experiments.sweeping.search_space import (
     short_name,
     trial_overrides,
 )
-from ner_experiments.sweeping.study import Heartbeats, SweepStudy, fail_lost_trials
+from ner_experiments.sweeping.study import STORAGE_ENV, Heartbeats, SweepStudy, fail_lost_trials
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class SweepLoop:
         gpus = visible_gpus() if use_gpus else []
         self.gpus = gpus if len(gpus) >= 2 else []
         self.heartbeats = Heartbeats(sweep.storage, settings.heartbeat_interval)
+        os.environ[STORAGE_ENV] = sweep.storage_url  # inherited by every launcher's trial processes
         self.job_idx = 0
         self.failures: list[str] = []
         self._waiting_for = 0
@@ -175,7 +176,8 @@ class SweepLoop:
             trial_overrides(space, trial.params)
             + ([f"seed={confirm.seed}"] if confirm is not None else [])
             + [
-                f"optuna.storage={_quote(self.sweep.storage_url)}",
+                # The URL (with its password) reaches the trial through the environment, never its config.
+                f"optuna.storage=${{oc.env:{STORAGE_ENV}}}",
                 f"optuna.study_name={_quote(name)}",
                 f"optuna.trial_number={trial.number}",
                 f"optuna.heartbeat_interval={self.s.heartbeat_interval or 'null'}",

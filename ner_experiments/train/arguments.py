@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from transformers import TrainingArguments
 
 from ner_experiments.run_dirs import CHECKPOINTS_DIR
+from ner_experiments.train.run_log import progress_bars_enabled
 
 
 def several_processes() -> bool:
@@ -67,5 +68,5 @@ def build_training_arguments(
         save_only_model=trial,
         ddp_backend="gloo" if several_processes() and not torch.cuda.is_available() else None,
         ddp_find_unused_parameters=False,
-        disable_tqdm=False,
+        disable_tqdm=not progress_bars_enabled(t.progress_bars),
     )

@@ -11,7 +11,9 @@ from ner_experiments.hardware import effective_pad_to_multiple_of
 from ner_experiments.throughput import CountingCollator, TrainThroughputCallback
 from ner_experiments.train.arguments import build_training_arguments
 from ner_experiments.train.eval_schedule import EvaluateWithinEpochs
+from ner_experiments.train.run_log import use_log_lines_for_progress
 from ner_experiments.train.setup import RunContext, RunFeatures
+from ner_experiments.train.stop_callback import StopCallback
 from ner_experiments.train.trainer import NerTrainer
 
 
@@ -41,12 +43,13 @@ def build_trainer(
         eval_dataset=features.eval_sets["validation"].features,  # scored by NerTrainer.evaluate
         data_collator=collator,
         processing_class=tokenizer,
-        callbacks=[*within_epochs, *sweep_callbacks, throughput],
+        callbacks=[*within_epochs, *sweep_callbacks, throughput, StopCallback()],
         eval_sets=features.eval_sets,
         label_names=label_names,
         strict_iob2=cfg.metrics.strict_iob2,
         train_sampling=cfg.trainer.train_sampling,
     )
+    use_log_lines_for_progress(trainer)
     return trainer, throughput, sweep_callbacks
 
 

@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 from ner_experiments.errors import ConfigError
 from ner_experiments.hardware import describe_hardware
 from ner_experiments.metrics import format_metrics_table
-from ner_experiments.model import TRAINING_CONFIG_FILE
+from ner_experiments.model import TRAINING_CONFIG_FILE, remove_loading_flags
+from ner_experiments.redaction import redacted_config
 from ner_experiments.run_dirs import METRICS_FILE, write_json_atomic
 from ner_experiments.train.trainer import OVERALL_KEYS
 
@@ -143,8 +144,13 @@ def _save_model(trainer: Any, tokenizer: Any, cfg: DictConfig, run_dir: Path) ->
     shutil.rmtree(tmp_dir, ignore_errors=True)
     trainer.save_model(str(tmp_dir))
     tokenizer.save_pretrained(str(tmp_dir))
-    # Interpolations kept, so ner-evaluate's dataset overrides re-derive the keys that follow from them.
-    OmegaConf.save(cfg, tmp_dir / TRAINING_CONFIG_FILE, resolve=False)
+    remove_loading_flags(tmp_dir)
+    # Interpolations kept, so ner-evaluate's dataset overrides re-derive the keys that follow from them;
+    # secrets redacted, and the sweep's plumbing (optuna.*) left out: it means nothing outside the trial.
+    saved = redacted_config(cfg, resolve=False)
+    if "optuna" in saved:
+        saved.optuna = {key: None for key in saved.optuna}
+    OmegaConf.save(saved, tmp_dir / TRAINING_CONFIG_FILE)
     (tmp_dir / "training_args.bin").unlink(
         missing_ok=True
     )  # the published model is safetensors and YAML only

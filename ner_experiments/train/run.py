@@ -20,24 +20,36 @@ from ner_experiments.data.check import labels_seen_in_training
 from ner_experiments.data.contract import NerData
 from ner_experiments.model import load_for_training
 from ner_experiments.predictions_file import write_split_predictions
-from ner_experiments.tracking import Tracker
+from ner_experiments.publishing.card import framework_versions
+from ner_experiments.tracking import Tracker, hparams_of
 from ner_experiments.train.fit import build_trainer, raise_if_pruned
 from ner_experiments.train.outputs import RunResults, objective_value, run_record, save_run, widget_examples
+from ner_experiments.train.run_log import (
+    RunTimer,
+    configure_progress_bars,
+    log_run_header,
+    validation_history,
+)
 from ner_experiments.train.setup import (
     RunContext,
     RunFeatures,
     check_resume_labels,
+    hydra_overrides,
     load_checked_data,
     prepare_features,
     save_config,
     start_run,
 )
-from ner_experiments.train.trainer import NerTrainer
+from ner_experiments.train.trainer import NerTrainer, flatten_metrics
 
 
 def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
     """Train and evaluate as configured; returns the objective (by default validation overall F1)."""
+    timer = RunTimer()
     ctx = start_run(cfg, run_dir)
+    overrides = hydra_overrides()
+    configure_progress_bars(cfg.trainer.progress_bars)
+    log_run_header(cfg, ctx.run_dir, ctx.precision, overrides)
     data = load_checked_data(cfg)
     check_resume_labels(ctx, data.label_names)
     if ctx.resume_checkpoint:
@@ -51,7 +63,9 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
         trainer, throughput, sweep_callbacks = build_trainer(
             cfg, ctx, model, tokenizer, features, data.label_names, tracker.report_to
         )
+        timer.lap("set-up")
         trainer.train(resume_from_checkpoint=ctx.resume_checkpoint)
+        timer.lap("training")
         try:
             raise_if_pruned(sweep_callbacks)
         except optuna.TrialPruned:
@@ -59,12 +73,19 @@ def run_training(cfg: DictConfig, run_dir: Path | None = None) -> float:
             raise
         results, predicted = evaluate_run(cfg, ctx, trainer, data, features, throughput.summary())
         results.run["wandb_url"] = tracker.url
-        tracker.summary(results.summary())
+        results.run["framework_versions"] = framework_versions()
+        timer.lap("evaluation")
+        hparams = hparams_of(tracker.config, overrides)
+        test = flatten_metrics(results.test, "test") if results.test else {}
+        test_scalars = {f"test/{k.removeprefix('test_')}": v for k, v in test.items()}
+        tracker.summary(results.summary(), hparams, test_scalars, trainer.state.global_step)
         if ctx.is_main:
             for split, labels in predicted.items():
                 tokens, gold = data.splits[split]["tokens"], features.eval_sets[split].gold
                 write_split_predictions(ctx.run_dir, split, tokens, gold, labels, data.label_names)
             save_run(trainer, tokenizer, cfg, ctx.run_dir, results)
+        timer.lap("saving")
+        timer.log()
         state = "finished"
         return float(results.objective["value"])
     finally:
@@ -102,6 +123,7 @@ def evaluate_run(
         "best_checkpoint": state.best_model_checkpoint,
         "num_sentences": len(data.splits["train"]),
         "sentences_split": features.report.windowed["train"],
+        "validation_history": validation_history(state.log_history),
     }
     speed = {
         "features": features.report.as_dict(),

@@ -14,6 +14,7 @@ from datasets import Dataset
 from omegaconf import DictConfig, OmegaConf
 from transformers import set_seed
 
+from ner_experiments.checkpoints import resumable_checkpoint
 from ner_experiments.data.check import check_data
 from ner_experiments.data.contract import NerData
 from ner_experiments.data.readers import load_ner_data
@@ -25,7 +26,9 @@ from ner_experiments.features.build import (
     read_columns,
 )
 from ner_experiments.hardware import configure_torch_for_speed, resolve_precision
-from ner_experiments.run_dirs import find_run_to_resume, latest_checkpoint, log_to_run_dir
+from ner_experiments.redaction import redact_text, redacted_config
+from ner_experiments.run_dirs import find_run_to_resume, log_to_run_dir
+from ner_experiments.run_lock import claim_run_dir
 from ner_experiments.train.trainer import EvalSet
 
 log = logging.getLogger(__name__)
@@ -55,10 +58,16 @@ def _hydra_run_dir_and_overrides() -> tuple[Path, list[str]]:
     return Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S_run"), []
 
 
+def hydra_overrides() -> list[str]:
+    """The overrides this run was started with (Hydra's task overrides; none outside Hydra)."""
+    return _hydra_run_dir_and_overrides()[1]
+
+
 def default_run_name(cfg: DictConfig) -> str:
     t = cfg.trainer
-    return cfg.logger.run_name or (
-        f"{cfg.model.name}-{cfg.dataset.name}-lr{t.learning_rate:g}-ep{t.num_train_epochs:g}"
+    return redact_text(
+        cfg.logger.run_name
+        or f"{cfg.model.name}-{cfg.dataset.name}-lr{t.learning_rate:g}-ep{t.num_train_epochs:g}"
     )
 
 
@@ -74,9 +83,10 @@ def start_run(cfg: DictConfig, run_dir: Path | None = None) -> RunContext:
     )
     if cfg.resume:
         previous = find_run_to_resume(str(cfg.resume), Path(cfg.paths.output_dir), overrides)
-        ctx.run_dir, ctx.resume_checkpoint = previous, str(latest_checkpoint(previous))
         if ctx.is_main:
+            claim_run_dir(previous, "resume")  # refused while another process trains in it
             log_to_run_dir(previous, replaced=hydra_dir)
+        ctx.run_dir, ctx.resume_checkpoint = previous, str(resumable_checkpoint(previous, ctx.is_main))
         log.info("Resuming %s from %s; results are written there", previous, ctx.resume_checkpoint)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
     set_seed(cfg.seed)
@@ -87,9 +97,10 @@ def start_run(cfg: DictConfig, run_dir: Path | None = None) -> RunContext:
 
 
 def save_config(cfg: DictConfig, ctx: RunContext) -> None:
-    """``config.yaml``: the resolved config a person reads (the model folder keeps the composed one)."""
+    """``config.yaml``: the resolved config a person reads, secrets redacted (the model folder keeps the
+    composed one)."""
     if ctx.is_main:
-        OmegaConf.save(cfg, ctx.run_dir / "config.yaml", resolve=True)
+        OmegaConf.save(redacted_config(cfg, resolve=True), ctx.run_dir / "config.yaml")
 
 
 def load_checked_data(cfg: DictConfig) -> NerData:

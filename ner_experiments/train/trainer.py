@@ -84,7 +84,7 @@ class NerTrainer(Trainer):
             batch_size=self.args.per_device_eval_batch_size,
             pad_token_id=getattr(self.processing_class, "pad_token_id", 0) or 0,
             strict_iob2=self.strict_iob2,
-            show_progress=True,
+            show_progress=not self.args.disable_tqdm,
             description=f"evaluate {split}",
         )
 
