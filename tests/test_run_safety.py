@@ -29,6 +29,7 @@ from tests.helpers import (
     TRAIN_PY,
     looks_complete,
     only_run_dir,
+    run_dirs_under,
     run_train,
     script_command,
     script_env,
@@ -385,3 +386,44 @@ def test_a_failed_start_never_deletes_a_hydra_run_dir_that_existed(tmp_path):
     assert _one_line(result.stderr).startswith("error: trainer.learning_rate=0.0 must be greater than 0")
     assert (folder / "notes.txt").read_text(encoding="utf-8") == "mine\n"
     assert not (folder / LOCK_FILE).exists()
+
+
+def test_resume_of_a_run_another_process_is_training_is_refused(tmp_path):
+    """``resume=`` of a run dir whose lock a live process holds: one line, exit 2, the run untouched."""
+    run_dir = tmp_path / "outputs" / "2026-01-01" / "00-00-00_tiny-sample_bn"
+    _fake_checkpoint(run_dir / "checkpoints" / "checkpoint-4")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from ner_experiments.run_lock import claim_run_dir; "
+            "claim_run_dir(Path(sys.argv[1]), 'x'); print('locked', flush=True); sys.stdin.read()",
+            str(run_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(run_dir)
+        result = run_train(
+            *QUICK, f"paths.output_dir={tmp_path / 'outputs'}", f"resume={run_dir}", cwd=tmp_path, timeout=300
+        )
+        after = snapshot(run_dir)  # the holder's lock included
+    finally:
+        holder.communicate("")
+    assert result.returncode == 2
+    assert _ends_with_one_line(result.stderr).startswith(
+        f"error: resume={run_dir} is in use by process {holder.pid} on "
+    )
+    assert after == before
+    assert run_dirs_under(tmp_path / "outputs") == []  # the resumed launch's own dir is gone
+
+
+def test_stop_exit_codes_are_128_plus_the_signal():
+    from ner_experiments.errors import RunInterrupted
+
+    assert RunInterrupted("x", signal.SIGTERM).exit_code == 143
+    assert RunInterrupted("x", signal.SIGINT).exit_code == 130
+    assert RunInterrupted("x", signal.SIGINT).prefix == "stopped"
