@@ -21,6 +21,18 @@ from tests.helpers import TINY_RUN_OVERRIDES, only_run_dir, run_train, sample_se
 LANGUAGE = "bn"
 
 
+@pytest.fixture(autouse=True)
+def _keep_transformers_logging():
+    """ner-evaluate quiets transformers' logging for the process; later test files expect its warnings."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    yield
+    hf_logging.set_verbosity(verbosity)
+    if bars:
+        hf_logging.enable_progress_bar()
+
+
 @pytest.fixture(scope="module")
 def other_seed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The quickstart with another seed, one epoch: a second model to compare with the shared tiny run."""
