@@ -96,7 +96,8 @@ def test_train_log_holds_every_evaluation_and_the_final_tables(tiny_training):
         f"epoch 2.00 step {2 * steps}",
     ]
     assert "validation (76 sentences)" in log and "test (76 sentences)" in log
-    assert log.count("\noverall ") == 2
+    # each split's score table and its entities-by-outcome table end with an overall row, once each
+    assert log.count("\noverall ") == 4 and log.count(" entities by outcome\n") == 2
     assert "objective validation.overall_f1 = " in log
     assert "model=tiny is a small randomly initialised BERT" in log
     assert "split into windows" in log
