@@ -120,18 +120,21 @@ def test_sweep_on_a_password_protected_study_writes_the_password_nowhere(tmp_pat
         "hub=push", "hub.repo_id=me/tiny-ner", "hub.dry_run=true",
         f"hydra.sweeper.storage={postgres_url}", "hydra.sweeper.study_name=pg-secret",
         "hydra.sweeper.n_trials=2", "hydra.sweeper.plots=false", "trainer.num_train_epochs=1",
+        "hydra.sweeper.confirm.top_k=1", "hydra.sweeper.confirm.seeds=1",
         "dataset.max_train_samples=32", "dataset.max_eval_samples=16", f"paths.output_dir={out}",
         env={**SWEEP_ENV, "WANDB_MODE": "offline"}, cwd=tmp_path, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     study = optuna.load_study(study_name="pg-secret", storage=postgres_url)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    # Two search trials and one confirmation run (another seed), all through the server.
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    assert sum("confirm_of" in t.user_attrs for t in study.trials) == 1
     assert list(out.glob("multirun/*/*/*/hub_upload/model.safetensors"))  # the upload was staged
     assert list(out.glob("multirun/*/*/*/wandb/offline-run-*/run-*.wandb"))  # W&B wrote its run
     secret = PASSWORD.encode()
     assert _files_containing(out, secret) == []
     assert PASSWORD not in proc.stdout + proc.stderr
-    trial_log = next(out.glob("multirun/*/*/0/train.log")).read_text()
+    trial_log = next(out.glob("multirun/*/*/trial-0/train.log")).read_text()
     assert "W&B: logging offline (WANDB_MODE=offline is set)" in trial_log
     # The trials still reported to the study through the server (the URL reached them by the environment).
     assert all(t.intermediate_values for t in study.trials)
