@@ -82,7 +82,14 @@ class TrainThroughputCallback(TrainerCallback):
         self.collator.active = True
         self._mark = time.perf_counter()
 
-    on_train_begin = on_epoch_begin = on_evaluate = on_save = _restart
+    on_train_begin = on_epoch_begin = on_evaluate = _restart
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # save_strategy=best decides to save after the evaluation, past on_step_end: keep the totals now.
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir() and not (folder / TOTALS_FILE.format(rank=_rank())).is_file():
+            self._keep_totals(args, state)
+        self._restart()
 
     def _keep_totals(self, args: Any, state: Any) -> None:
         """Write this process's totals into the checkpoint about to be saved, before the Trainer writes

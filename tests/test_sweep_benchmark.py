@@ -12,8 +12,7 @@ import pytest
 
 from benchmarks import sweep_benchmark
 from tests.helpers import REPO_ROOT
-
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
+from tests.helpers import SHARED_DATA as DATA_ROOT
 
 
 def _problems(*argv: str) -> list[str]:

@@ -210,7 +210,8 @@ def assert_all_trials_accounted_for(study: optuna.Study, out, n_trials: int) -> 
                 "hydra.sweeper.pruner.name=successive_halving",
                 "++hydra.sweeper.pruner.successive_halving.reduction_factor=1",
             ],
-            "hydra.sweeper.pruner.successive_halving with options {'reduction_factor': 1} is invalid",
+            "hydra.sweeper.pruner.successive_halving with options {'min_resource': 100, 'reduction_factor': 1} "
+            "is invalid",
         ),
         (
             ["trainer.no_such_key=range(1, 3)"],

@@ -87,11 +87,11 @@ def test_samplers_and_pruners_by_name_and_unknown_names():
     assert isinstance(build_sampler(SamplerConf("grid"), space, 1), optuna.samplers.GridSampler)
     assert isinstance(build_sampler(SamplerConf("cmaes"), space, 1), optuna.samplers.CmaEsSampler)
     assert grid_size(space) == 6
-    assert isinstance(
-        build_pruner(PrunerConf("median", median={"n_startup_trials": 2})), optuna.pruners.MedianPruner
-    )
-    assert isinstance(build_pruner(PrunerConf("hyperband")), optuna.pruners.HyperbandPruner)
-    assert isinstance(build_pruner(PrunerConf("successive_halving")), optuna.pruners.SuccessiveHalvingPruner)
+    median = build_pruner(PrunerConf("median", median={"n_startup_trials": 2}))
+    assert isinstance(median.pruner, optuna.pruners.MedianPruner)  # inside the same-or-longer-schedule filter
+    assert isinstance(build_pruner(PrunerConf("hyperband")), optuna.pruners.HyperbandPruner)  # not filtered
+    halving = build_pruner(PrunerConf("successive_halving"))
+    assert isinstance(halving.pruner, optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(build_pruner(PrunerConf("none")), optuna.pruners.NopPruner)
     with pytest.raises(SweepConfigError, match="sampler.name='anneal' is not valid: use one of tpe"):
         build_sampler(SamplerConf("anneal"), space, 1)
@@ -136,7 +136,10 @@ def test_only_the_chosen_pruners_options_are_used_and_the_study_stores_them():
     stored = dataclasses.asdict(conf)  # as the sweeper stores it in the study
     assert stored["name"] == "successive_halving" and stored["successive_halving"] == {"min_resource": 2}
     rebuilt = pruner_from_json(stored)
-    assert isinstance(rebuilt, optuna.pruners.SuccessiveHalvingPruner) and rebuilt._min_resource == 2
+    assert (
+        isinstance(rebuilt.pruner, optuna.pruners.SuccessiveHalvingPruner)
+        and rebuilt.pruner._min_resource == 2
+    )
     assert isinstance(pruner_from_json(None), optuna.pruners.NopPruner)
 
 
