@@ -204,6 +204,7 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    # The sweeper's per-trial bookkeeping (docs/sweeps.md): null in a single run, never set by hand.
     optuna: OptunaTrialConfig = field(default_factory=OptunaTrialConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 42

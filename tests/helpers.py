@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PY = REPO_ROOT / "train.py"
@@ -233,3 +237,33 @@ def snapshot(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
         for p in root.rglob("*")
         if p.is_file()
     }
+
+
+def kill_after_first_checkpoint(overrides: list[str], output_dir: Path) -> Path:
+    """Start train.py, SIGKILL it (with its whole process group) once its first checkpoint is complete."""
+    proc = subprocess.Popen(
+        script_command(TRAIN_PY, *overrides),
+        cwd=TRAIN_PY.parent,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 400
+    try:
+        while time.time() < deadline:
+            states = list(output_dir.glob("**/checkpoints/checkpoint-*/trainer_state.json"))
+            if states:
+                try:
+                    json.loads(states[0].read_text())  # written last: the checkpoint is complete
+                    break
+                except ValueError:
+                    pass
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.05)
+        else:
+            pytest.fail("no checkpoint appeared")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return states[0].parent

@@ -4,14 +4,10 @@ and a run killed after its first checkpoint resumes to the results of the run ne
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 
 import pytest
 
-from tests.helpers import TRAIN_PY, only_run_dir, run_train, script_command, script_env
+from tests.helpers import kill_after_first_checkpoint, only_run_dir, run_train
 
 OVERRIDES = (
     "experiment=quickstart",
@@ -19,33 +15,6 @@ OVERRIDES = (
     "trainer.evals_per_epoch=2",
     "run_test=false",
 )
-
-
-def _kill_after_first_checkpoint(overrides: list[str], output_dir) -> None:
-    proc = subprocess.Popen(
-        script_command(TRAIN_PY, *overrides),
-        cwd=TRAIN_PY.parent,
-        env=script_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline:
-            states = list(output_dir.glob("**/checkpoints/checkpoint-*/trainer_state.json"))
-            if states:
-                try:
-                    json.loads(states[0].read_text())  # written last: the checkpoint is complete
-                    return
-                except ValueError:
-                    pass
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.05)
-        pytest.fail("no checkpoint appeared")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.slow
@@ -59,7 +28,7 @@ def test_two_evaluations_per_epoch_and_resume_from_the_best_checkpoint(tmp_path)
     uninterrupted = json.loads((run_dir / "metrics.json").read_text())
 
     overrides = [*OVERRIDES, f"paths.output_dir={tmp_path / 'killed'}", cache]
-    _kill_after_first_checkpoint(overrides, tmp_path / "killed")
+    kill_after_first_checkpoint(overrides, tmp_path / "killed")
     resumed = run_train(*overrides, "resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((only_run_dir(tmp_path / "killed") / "metrics.json").read_text())

@@ -7,10 +7,6 @@ second identical run, and with the same run killed with SIGKILL and resumed.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,14 +17,13 @@ from ner_experiments.model import NerModel
 from tests.helpers import (
     SHARED_DATA,
     TRAIN_PY,
+    kill_after_first_checkpoint,
     looks_complete,
     only_run_dir,
     run_dirs_under,
     run_script,
     run_train,
     sample_sentences,
-    script_command,
-    script_env,
     write_hub_layout,
 )
 
@@ -117,36 +112,6 @@ def test_quickstart_twice_with_the_same_seed_on_fresh_caches_trains_the_same_mod
     assert _same_weights(run_dir, tiny_training.run_dir)
 
 
-def _kill_after_first_checkpoint(overrides: list[str], output_dir: Path) -> Path:
-    """Start train.py, SIGKILL it (with its whole process group) once its first checkpoint is complete."""
-    proc = subprocess.Popen(
-        script_command(TRAIN_PY, *overrides),
-        cwd=TRAIN_PY.parent,
-        env=script_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 400
-    try:
-        while time.time() < deadline:
-            states = list(output_dir.glob("**/checkpoints/checkpoint-*/trainer_state.json"))
-            if states:
-                try:
-                    json.loads(states[0].read_text())  # written last: the checkpoint is complete
-                    break
-                except ValueError:
-                    pass
-            assert proc.poll() is None, "the run ended before it could be killed"
-            time.sleep(0.05)
-        else:
-            pytest.fail("no checkpoint appeared")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    return states[0].parent
-
-
 def test_resume_after_kill_9_gives_the_uninterrupted_runs_results(tiny_training, tmp_path):
     """The shared run's exact settings, killed after its first epoch's checkpoint and resumed with
     resume=true: same weights, scores and sample counts as the run that was never stopped; one run dir
@@ -154,7 +119,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_runs_results(tiny_training,
     out, steps = tmp_path / "out", _steps_per_epoch(tiny_training)
     overrides = [o for o in tiny_training.overrides if not o.startswith("paths.output_dir=")]
     overrides.append(f"paths.output_dir={out}")
-    checkpoint = _kill_after_first_checkpoint(overrides, out)
+    checkpoint = kill_after_first_checkpoint(overrides, out)
     assert checkpoint.name == f"checkpoint-{steps}"
     run_dir = only_run_dir(out)
     assert not (run_dir / "metrics.json").exists()
