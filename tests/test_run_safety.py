@@ -80,6 +80,22 @@ def _start_train(*overrides: str, cwd: Path) -> subprocess.Popen[str]:
 # --- the run dir lock ------------------------------------------------------------------------------
 
 
+def _hold_lock(run_dir):
+    """A separate process holding ``run_dir``'s lock until its stdin closes."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from ner_experiments.run_lock import claim_run_dir; "
+            "claim_run_dir(Path(sys.argv[1]), 'x'); print('locked', flush=True); sys.stdin.read()",
+            str(run_dir),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -92,18 +108,7 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
     release_run_dir(run_dir)
     assert not (run_dir / LOCK_FILE).exists()
 
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from ner_experiments.run_lock import claim_run_dir; "
-            "claim_run_dir(Path(sys.argv[1]), 'x'); print('locked', flush=True); sys.stdin.read()",
-            str(run_dir),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_lock(run_dir)
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(RunInUseError) as err:
@@ -392,18 +397,7 @@ def test_resume_of_a_run_another_process_is_training_is_refused(tmp_path):
     """``resume=`` of a run dir whose lock a live process holds: one line, exit 2, the run untouched."""
     run_dir = tmp_path / "outputs" / "2026-01-01" / "00-00-00_tiny-sample_bn"
     _fake_checkpoint(run_dir / "checkpoints" / "checkpoint-4")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from ner_experiments.run_lock import claim_run_dir; "
-            "claim_run_dir(Path(sys.argv[1]), 'x'); print('locked', flush=True); sys.stdin.read()",
-            str(run_dir),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = _hold_lock(run_dir)
     try:
         assert holder.stdout.readline().strip() == "locked"
         before = snapshot(run_dir)

@@ -193,13 +193,7 @@ def compare_runs(ref_a: str, ref_b: str, split: str = "test", examples: int = 3)
             f"{path_a} and {path_b} are not the same sentences with the same gold tags: compare two runs "
             "scored on the same data and split"
         )
-    modes = {m for m in (_decoding_mode(ref_a), _decoding_mode(ref_b)) if m is not None}
-    if len(modes) > 1:
-        raise DataError(
-            "one run scored in strict IOB2 mode (metrics.strict_iob2=true) and the other in the default "
-            "mode: their F1s are not comparable"
-        )
-    strict = modes.pop() if modes else False
+    strict = _common_decoding_mode(ref_a, ref_b)
     gold = decode_entities(file_a.gold, strict)
     a, b = _side("A", file_a, gold, strict), _side("B", file_b, gold, strict)
     lines = [
@@ -244,6 +238,17 @@ def compare_runs(ref_a: str, ref_b: str, split: str = "test", examples: int = 3)
         ),
     ]
     return "\n".join(lines)
+
+
+def _common_decoding_mode(ref_a: str, ref_b: str) -> bool:
+    """Whether both runs decoded chunks in strict IOB2 mode; :class:`DataError` when they differ."""
+    modes = {m for m in (_decoding_mode(ref_a), _decoding_mode(ref_b)) if m is not None}
+    if len(modes) > 1:
+        raise DataError(
+            "one run scored in strict IOB2 mode (metrics.strict_iob2=true) and the other in the default "
+            "mode: their F1s are not comparable"
+        )
+    return modes.pop() if modes else False
 
 
 def _true_positives(gold: list[list[Span]], predicted: list[list[Span]]) -> list[int]:

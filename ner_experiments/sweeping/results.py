@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from ner_experiments.redaction import redact
 from ner_experiments.sweeping.confirmation import (
@@ -116,21 +116,10 @@ def write_results(
     confirm_text = ""
     if confirm_top_k:
         seeds = [base_seed, *(confirm_seeds or [])]
-        ranked = confirmed_configurations(trials, maximize, confirm_top_k, base_seed)
-        confirm = confirm_rows(ranked, seeds)
-        _write_csv(out / "confirm.csv", confirm)
-        summary["confirmed"] = confirmation_summary(ranked, len(seeds))
-        summary["n_confirm_runs"] = {
-            s.name: sum(t.state == s for t in trials if t not in search) for s in TrialState
-        }
-        if confirm:
-            confirmed = summary["confirmed"]
-            confirm_text = (
-                f"\nConfirmation (mean {objective} over seeds {', '.join(map(str, seeds))}):\n"
-                f"{format_table(confirm)}\nconfirmed best: trial {confirmed['trial']}'s configuration, "
-                f"mean {confirmed['mean']:.4g} ± {confirmed['std'] or 0:.2g} (std, {confirmed['n_seeds']} seeds): "
-                f"{confirmed['verdict']}"
-            )
+        confirmation, confirm_text = _write_confirmation(
+            trials, search, maximize, out, objective, confirm_top_k, seeds
+        )
+        summary.update(confirmation)
     (out / "best.json").write_text(json.dumps(redact(summary), indent=2) + "\n")
     if plots and best:
         write_plots(study, out, objective)
@@ -143,6 +132,35 @@ def write_results(
         f"\nStudy {study.study_name!r}:\n{format_table(rows)}\n{best_line}{confirm_text}\nResults: {out}/{files}"
     )
     return summary
+
+
+def _write_confirmation(
+    trials: list[FrozenTrial],
+    search: list[FrozenTrial],
+    maximize: bool,
+    out: Path,
+    objective: str,
+    top_k: int,
+    seeds: list[int],
+) -> tuple[dict[str, Any], str]:
+    """Write ``confirm.csv``; return best.json's ``confirmed`` and ``n_confirm_runs`` and the printed table."""
+    ranked = confirmed_configurations(trials, maximize, top_k, seeds[0])
+    confirm = confirm_rows(ranked, seeds)
+    _write_csv(out / "confirm.csv", confirm)
+    confirmed = confirmation_summary(ranked, len(seeds))
+    keys = {
+        "confirmed": confirmed,
+        "n_confirm_runs": {s.name: sum(t.state == s for t in trials if t not in search) for s in TrialState},
+    }
+    if not confirm:
+        return keys, ""
+    text = (
+        f"\nConfirmation (mean {objective} over seeds {', '.join(map(str, seeds))}):\n"
+        f"{format_table(confirm)}\nconfirmed best: trial {confirmed['trial']}'s configuration, "
+        f"mean {confirmed['mean']:.4g} ± {confirmed['std'] or 0:.2g} (std, {confirmed['n_seeds']} seeds): "
+        f"{confirmed['verdict']}"
+    )
+    return keys, text
 
 
 def search_study(study: optuna.Study, objective: str) -> optuna.Study:

@@ -105,6 +105,30 @@ class TrialReporter:
             raise optuna.TrialPruned(f"trial {self.trial_number} pruned at step {self.pruned_at_step}")
 
 
+def _record_wandb_run(reporter: TrialReporter) -> None:
+    """The trial's W&B run (if training opened one) in its Optuna user attributes, hence trials.csv."""
+    run = getattr(sys.modules.get("wandb"), "run", None)
+    try:
+        if run is not None:
+            reporter.storage.set_trial_user_attr(reporter.trial_id, "wandb_run_id", run.id)
+            if not run.settings._offline:
+                reporter.storage.set_trial_user_attr(reporter.trial_id, "wandb_url", run.get_url())
+    except Exception as e:  # never fail training over tracking
+        log.warning("could not record the W&B run in the trial: %s", e)
+
+
+def _tag_wandb_run(reporter: TrialReporter) -> None:
+    """Tag the trial's W&B run, if training opened one, with its trial number and how it ended."""
+    run = getattr(sys.modules.get("wandb"), "run", None)
+    try:
+        if run is not None:
+            run.summary["optuna/trial_number"] = reporter.trial_number
+            run.summary["optuna/state"] = "PRUNED" if reporter.pruned else "COMPLETE"
+            run.tags = (*(run.tags or ()), *(["pruned"] if reporter.pruned else []))
+    except Exception as e:  # never fail training over tracking
+        log.warning("could not tag the W&B run of the trial: %s", e)
+
+
 def build_trial_callback(cfg: Any) -> Any:
     """A ``transformers.TrainerCallback`` reporting ``cfg.objective`` to the trial's study, or None outside a sweep."""
     if not cfg.optuna.storage:
@@ -143,30 +167,13 @@ def build_trial_callback(cfg: Any) -> Any:
             return control
 
         def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
-            # The trial's W&B run (if training opened one) in its Optuna user attributes and trials.csv.
-            run = getattr(sys.modules.get("wandb"), "run", None)
-            try:
-                if run is not None:
-                    r = self.reporter
-                    r.storage.set_trial_user_attr(r.trial_id, "wandb_run_id", run.id)
-                    if not run.settings._offline:
-                        r.storage.set_trial_user_attr(r.trial_id, "wandb_url", run.get_url())
-            except Exception as e:  # never fail training over tracking
-                log.warning("could not record the W&B run in the trial: %s", e)
+            _record_wandb_run(self.reporter)
             return control
 
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
             self.training_ended = True
             self.reporter.finish(state.global_step)
-            # Tag the trial's W&B run, if training opened one.
-            run = getattr(sys.modules.get("wandb"), "run", None)
-            try:
-                if run is not None:
-                    run.summary["optuna/trial_number"] = self.reporter.trial_number
-                    run.summary["optuna/state"] = "PRUNED" if self.pruned else "COMPLETE"
-                    run.tags = (*(run.tags or ()), *(["pruned"] if self.pruned else []))
-            except Exception as e:  # never fail training over tracking
-                log.warning("could not tag the W&B run of the trial: %s", e)
+            _tag_wandb_run(self.reporter)
             return control
 
     return OptunaPruningCallback()
